@@ -1,0 +1,37 @@
+# marketcore — the two commands (`make run`, `make test`) and friends.
+# Each target installs what it needs: uv (with pip, if missing), then the
+# workspace from the committed uv.lock. Nothing else has to be on the machine.
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+ARGS ?=
+
+.PHONY: run test bench lint sync uv clean
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+	  || $(PYTHON) -m pip install --quiet --user --break-system-packages uv
+
+sync: uv
+	@$(UV) sync --all-packages --locked --quiet
+
+## run the main job on the embedded default profile (ARGS="--duration 15" passes through)
+run: sync
+	@$(UV) run --all-packages --locked --quiet marketcore run $(ARGS)
+
+## every test suite: each workspace member alone (core + itself), then the root tests
+test: uv
+	@UV="$(UV)" bash scripts/test-all $(ARGS)
+
+## every benchmark; figures land in benchmarks/results/
+bench: sync
+	@$(UV) run --all-packages --locked --group bench python benchmarks/bench_book.py $(ARGS)
+
+lint: sync
+	@$(UV) run --all-packages --locked ruff check core benchmarks tests scripts
+
+clean:
+	rm -rf .venv .venvs .pytest_cache
