@@ -22,14 +22,13 @@ import tomli_w
 from marketcore._assembly import assemble
 from marketcore._builtins.jsonl import JsonlOptions, JsonlSink
 from marketcore._plugins import PluginError, PluginManager, get_plugin_manager
-from marketcore._runtime import Node, run_live, run_replay
+from marketcore._runtime import make_node, run_live, run_replay
 from marketcore.cli import CommandRegistrar
 from marketcore.clock import SimulatedClock, WallClock
 from marketcore.profile import (
     ComponentSection,
     Profile,
     ProfileError,
-    default_node_id,
     load_default_profile,
     load_profile,
     parse_profile,
@@ -62,13 +61,6 @@ def _with_json_stdout(profile: Profile) -> Profile:
     return attrs.evolve(profile, sink=tuple(sinks))
 
 
-def _node_id(profile: Profile, mode: str) -> str:
-    """``[node] id``, else ``hostname-pid`` live and ``replay`` in a replay (determinism)."""
-    if profile.node.id:
-        return profile.node.id
-    return "replay" if mode == "replay" else default_node_id()
-
-
 # ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
@@ -78,30 +70,24 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     profile = _load(args.profile)
     if args.json:
         profile = _with_json_stdout(profile)
-    components = assemble(profile, pm.registries)
-    node = Node(profile=profile, components=components, hooks=pm.hooks, clock=WallClock(),
-                node_id=_node_id(profile, "live"), mode="live")
+    node = make_node(profile, pm, mode="live", clock=WallClock())
     asyncio.run(run_live(node, duration_s=args.duration))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace, pm: PluginManager) -> int:
     profile = _load(args.profile)
-    out = Path(args.out)
-    if out.exists() and not args.append:
-        out.unlink()
-    components = assemble(
-        profile, pm.registries, enforce_budgets=False,
-        sink_override=lambda: (JsonlSink(JsonlOptions(path=str(out))),),
-    )
-    clock = SimulatedClock()
-    node = Node(profile=profile, components=components, hooks=pm.hooks, clock=clock,
-                node_id=_node_id(profile, "replay"), mode="replay")
     recordings = [Path(p) for p in args.recording]
     for path in recordings:
         if not path.is_file():
             raise UsageError(f"recording {path} does not exist")
-    events = components.venue.replay(recordings, profile.node.symbols)
+    out = Path(args.out)
+    if out.exists() and not args.append:
+        out.unlink()
+    clock = SimulatedClock()
+    node = make_node(profile, pm, mode="replay", clock=clock,
+                     sinks=(JsonlSink(JsonlOptions(path=str(out))),))
+    events = node.components.venue.replay(recordings, profile.node.symbols)
     applied = asyncio.run(run_replay(
         node, events, clock, speed=args.speed, duration_s=args.duration,
         progress=sys.stderr.isatty()))
@@ -256,7 +242,7 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, CommandReg
     return parser, registrar
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
@@ -294,4 +280,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

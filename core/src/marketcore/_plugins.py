@@ -154,7 +154,7 @@ class PluginManager(pluggy.PluginManager):
         found: dict[str, dict[str, Registration]] = {kind: {} for kind in COMPONENT_KINDS}
         for kind in COMPONENT_KINDS:
             caller = getattr(self.hook, f"marketcore_register_{kind}s")
-            for impl in reversed(caller.get_hookimpls()):  # registration order, oldest first
+            for impl in caller.get_hookimpls():  # registration order, oldest first
                 register = self._registrar(kind, impl.plugin_name, found[kind])
                 try:
                     impl.function(**({"register": register} if "register" in impl.argnames else {}))

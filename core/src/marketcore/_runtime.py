@@ -16,13 +16,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from marketcore._assembly import Components
-from marketcore._plugins import Hooks
+from marketcore._assembly import Components, assemble
+from marketcore._plugins import Hooks, PluginManager
 from marketcore.clock import Clock, SimulatedClock
-from marketcore.components import Publication, WriterToken
+from marketcore.components import Publication, Sink, WriterToken
 from marketcore.events import Event
 from marketcore.node import CycleStats, NodeInfo, NodeStats
-from marketcore.profile import Profile
+from marketcore.profile import Profile, default_node_id
 from marketcore.report import base_report, encode_report
 from marketcore.state import SymbolState
 
@@ -167,6 +167,22 @@ class Node:
             self.stats.refused += 1
             self.components.coordinator.refused(symbol)
             self.released(symbol, "refused by sink")
+
+
+def make_node(profile: Profile, pm: PluginManager, *, mode: str, clock: Clock,
+              sinks: tuple[Sink, ...] | None = None) -> Node:
+    """Assemble the profile's components and a node around them.
+
+    ``mode="replay"`` turns time budgets off (they would make a replay depend
+    on the CPU) and names the node ``replay`` unless the profile names it;
+    ``sinks`` replaces the profile's sinks.
+    """
+    replay = mode == "replay"
+    components = assemble(profile, pm.registries, enforce_budgets=not replay,
+                          sink_override=None if sinks is None else (lambda: sinks))
+    node_id = profile.node.id or ("replay" if replay else default_node_id())
+    return Node(profile=profile, components=components, hooks=pm.hooks, clock=clock,
+                node_id=node_id, mode=mode)
 
 
 def _merge(report: dict[str, Any], sections: dict[str, Any]) -> None:

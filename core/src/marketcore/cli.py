@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
-__all__ = ["Command", "CommandRegistrar"]
+__all__ = ["Command", "CommandRegistrar", "main"]
 
 
 @attrs.frozen
@@ -39,3 +39,10 @@ class CommandRegistrar:
         if name in self._taken or name in self.commands:
             raise ValueError(f"the command {name!r} already exists")
         self.commands[name] = Command(name, help, configure, run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``marketcore`` command: ``main(["validate", "profile.toml"])`` returns the exit status."""
+    from marketcore._cli import run  # the CLI's machinery imports this module
+
+    return run(argv)

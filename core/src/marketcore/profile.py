@@ -48,6 +48,8 @@ __all__ = [
 ENV_PREFIX = "MARKETCORE_"
 _HIDDEN = frozenset({"source", "env_paths"})
 DEFAULT_PROFILE_NAME = "<embedded default profile>"
+DEFAULT_FAST_PERIOD_MS = 250
+DEFAULT_SLOW_PERIOD_MS = 2000
 FAST_PERIOD_RANGE = (100, 1000)
 SLOW_PERIOD_RANGE = (500, 60_000)
 
@@ -159,7 +161,8 @@ class ComponentSection:
 class PipelineSection:
     """``[pipeline.fast]`` / ``[pipeline.slow]``."""
 
-    period_ms: int
+    period_ms: int | None = None
+    """``None`` (key absent): 250 for the fast cycle, 2000 for the slow one."""
     calculators: tuple[str, ...] | None = None
     """``None`` (key absent): every installed calculator whose default cycle is this one."""
     budget_ms: float | None = attrs.field(default=None)
@@ -167,11 +170,11 @@ class PipelineSection:
 
 
 def _fast_default() -> PipelineSection:
-    return PipelineSection(period_ms=250)
+    return PipelineSection(period_ms=DEFAULT_FAST_PERIOD_MS)
 
 
 def _slow_default() -> PipelineSection:
-    return PipelineSection(period_ms=2000)
+    return PipelineSection(period_ms=DEFAULT_SLOW_PERIOD_MS)
 
 
 @attrs.frozen
@@ -417,6 +420,15 @@ def _problems_from(error: BaseException, path: str, source_of: Callable[[str], s
         key = str(error.args[0]) if error.args else "?"
         key_path = path if path.rsplit(".", 1)[-1] == key else _join(path, key)
         return [Problem(source_of(key_path), key_path, "this key to be set", "nothing")]
+    if len(error.args) == 4 and isinstance(error.args[1], attrs.Attribute):
+        # attrs' own validators (in_, instance_of, …): (message, attribute, expected, value)
+        _, attribute, expected, value = error.args
+        path = _join(path, attribute.name)
+        if isinstance(expected, list | tuple | set | frozenset | dict):
+            expected = "one of " + ", ".join(repr(e) for e in expected)
+        elif isinstance(expected, type):
+            expected = f"a {expected.__name__}"
+        return [Problem(source_of(path), path, str(expected), _describe(value))]
     return [Problem(source_of(path), path, "a valid value", str(error))]
 
 
@@ -558,10 +570,20 @@ def parse_profile(text: str, source: str, environ: Mapping[str, str] | None = No
         profile = _CONVERTER.structure(data, Profile)
     except Exception as error:
         raise ProfileError(_problems_from(error, "", source_of)) from None
+    profile = attrs.evolve(profile, pipeline=_with_default_periods(profile.pipeline))
     problems = _check_pipelines(profile, source_of) + _check_sink_names(profile, source_of)
     if problems:
         raise ProfileError(problems)
     return attrs.evolve(profile, source=source, env_paths=env_paths)
+
+
+def _with_default_periods(pipeline: PipelinesSection) -> PipelinesSection:
+    fast, slow = pipeline.fast, pipeline.slow
+    if fast.period_ms is None:
+        fast = attrs.evolve(fast, period_ms=DEFAULT_FAST_PERIOD_MS)
+    if slow.period_ms is None:
+        slow = attrs.evolve(slow, period_ms=DEFAULT_SLOW_PERIOD_MS)
+    return PipelinesSection(fast=fast, slow=slow)
 
 
 def _check_pipelines(profile: Profile, source_of: Callable[[str], str]) -> list[Problem]:

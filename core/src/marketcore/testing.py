@@ -14,23 +14,32 @@ make_state``) outside pytest.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marketcore._plugins import DEFAULT_PLUGINS, PluginManager, get_plugin_manager
-from marketcore.components import Calculator, Cycle, Needs, WriterToken
+from marketcore._runtime import make_node, run_live, run_replay
+from marketcore.clock import SimulatedClock, WallClock
+from marketcore.components import Calculator, Cycle, Needs, Publication, WriterToken
+from marketcore.node import NodeInfo
+from marketcore.profile import Profile, parse_profile
 from marketcore.events import BookSnapshot, Side, Ticker, Trade, VenueState, VenueStatus
 from marketcore.pipeline import Pipeline
 from marketcore.report import base_report, encode_report, json_schema
 from marketcore.state import SymbolState
 
 __all__ = [
+    "CollectingSink",
     "make_plugin_manager",
     "make_state",
+    "replay_reports",
     "run_cycle",
+    "run_node",
     "validate_report",
 ]
 
@@ -113,6 +122,61 @@ def make_plugin_manager(
         pm.register_test_plugin(plugin, name)
     pm.check_pending()
     return pm
+
+
+class CollectingSink:
+    """A sink that keeps every published report in memory (decoded), in order."""
+
+    name = "collect"
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.payloads: list[bytes] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def publish(self, batch: Sequence[Publication]) -> Collection[str]:
+        for publication in batch:
+            self.payloads.append(publication.payload)
+            self.reports.append(json.loads(publication.payload))
+        return ()
+
+    async def close(self) -> None:
+        pass
+
+
+def _as_profile(profile: Profile | str) -> Profile:
+    return profile if isinstance(profile, Profile) else parse_profile(profile, "<test profile>", {})
+
+
+def replay_reports(
+    profile: Profile | str, *, recordings: Sequence[str | Path] = (),
+    duration_s: float | None = None, plugin_manager: PluginManager | None = None,
+) -> list[dict[str, Any]]:
+    """Replay recordings (or a synthetic venue) through a profile; return every report.
+
+    ``profile`` is a :class:`Profile` or TOML text. This is ``marketcore
+    replay`` without files: deterministic, on the recording's clock.
+    """
+    pm = plugin_manager or make_plugin_manager(entry_points=True)
+    profile = _as_profile(profile)
+    sink = CollectingSink()
+    clock = SimulatedClock()
+    node = make_node(profile, pm, mode="replay", clock=clock, sinks=(sink,))
+    events = node.components.venue.replay([Path(r) for r in recordings], profile.node.symbols)
+    asyncio.run(run_replay(node, events, clock, duration_s=duration_s))
+    return sink.reports
+
+
+def run_node(
+    profile: Profile | str, *, duration_s: float, plugin_manager: PluginManager | None = None,
+) -> NodeInfo:
+    """Run a live node on the wall clock for ``duration_s``; return its info and stats."""
+    pm = plugin_manager or make_plugin_manager(entry_points=True)
+    node = make_node(_as_profile(profile), pm, mode="live", clock=WallClock())
+    asyncio.run(run_live(node, duration_s=duration_s))
+    return node.info
 
 
 def validate_report(report: Mapping[str, Any]) -> None:

@@ -6,6 +6,7 @@ new table is printed at most every ``every_ms``, so logs stay readable.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -17,14 +18,9 @@ from marketcore import hookimpl
 from marketcore.components import Publication, RegisterSink
 
 
-def _format(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ("table", "json"):
-        raise ValueError(f"{attribute.name} must be 'table' or 'json', not {value!r}")
-
-
 @attrs.frozen
 class StdoutOptions:
-    format: str = attrs.field(default="table", validator=_format)
+    format: str = attrs.field(default="table", validator=attrs.validators.in_(("table", "json")))
     every_ms: int = 1000
     """Table mode: redraw at most this often."""
 
@@ -95,6 +91,7 @@ class StdoutSink:
         self.options = options
         self.stream = stream
         self._last_draw = 0.0
+        self._reader_gone = False
 
     @property
     def _out(self) -> TextIO:
@@ -104,14 +101,24 @@ class StdoutSink:
         self._last_draw = 0.0
 
     async def publish(self, batch: Sequence[Publication]) -> Collection[str]:
+        """Print the batch; once the reader of a pipe is gone (``| head``), stay quiet."""
+        if self._reader_gone:
+            return ()
+        try:
+            self._write(batch)
+        except BrokenPipeError:
+            self._reader_gone = True
+        return ()
+
+    def _write(self, batch: Sequence[Publication]) -> None:
         out = self._out
         if self.options.format == "json":
             out.write("".join(p.payload.decode() + "\n" for p in batch))
             out.flush()
-            return ()
+            return
         now = time.monotonic()
         if now - self._last_draw < self.options.every_ms / 1000:
-            return ()
+            return
         self._last_draw = now
         table = render_table([p.report for p in batch])
         stamp = time.strftime("%H:%M:%S", time.gmtime())
@@ -121,10 +128,11 @@ class StdoutSink:
         else:
             out.write(title + "\n" + table + "\n\n")
         out.flush()
-        return ()
 
     async def close(self) -> None:
-        self._out.flush()
+        if not self._reader_gone:
+            with contextlib.suppress(BrokenPipeError):
+                self._out.flush()
 
 
 @hookimpl

@@ -1,0 +1,685 @@
+"""Benchmark the L2 book against the usual alternatives on Binance-shaped depth streams.
+
+One command writes ``book.json`` and ``book.md`` (see ``--help``)::
+
+    python benchmarks/bench_book.py [--levels 2000] [--changes 500000] [--seed 1]
+                                    [--out benchmarks/results]
+
+Streams: a deterministic synthetic BTCUSDT-like stream (tick 0.01, price about 60000,
+``--levels`` levels a side, 10-40 level changes per frame in the change mix of the real
+recording, most changes near the top, the mid drifting), encoded as real Binance
+combined-stream frames; and the real recording
+``../shared/data/binance/hftbacktest_spot_btcusdt_20240808.gz`` when it is present.
+
+Implementations, on the same stream in one run:
+
+* ``marketcore Book`` from the raw frame bytes (msgspec decode included), and from
+  pre-decoded floats;
+* ``sortedcontainers.SortedDict`` (two, float keys), from pre-decoded strings;
+* the ``order-book`` package (C extension), from pre-decoded strings;
+* a numpy tick-indexed array over a fixed price window, from pre-decoded strings.
+
+For each: the apply rate (level changes per second) and the mean latency of the "fast
+query" (best bid and ask, the ±50 bps bid/ask quantity and notional sums, the top 20
+levels of both sides) issued right after applying a frame, i.e. on a dirty book. Every
+figure is the best of ``--reps`` repetitions; the final query results of all
+implementations are cross-checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import math
+import random
+import sys
+import time
+from bisect import bisect_left, insort
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from _common import REPO_ROOT, SHARED_DATA, machine, machine_line, markdown_table, write_results
+
+sys.path.insert(0, str(REPO_ROOT / "core" / "src"))
+from marketcore.book import Book  # noqa: E402
+
+REAL_RECORDING = SHARED_DATA / "binance" / "hftbacktest_spot_btcusdt_20240808.gz"
+BAND_BPS = 50
+TOP_N = 20
+
+# ------------------------------------------------------------------------ streams
+
+
+@dataclass
+class Stream:
+    """A depth stream: a REST-like snapshot, then combined-stream frames as raw bytes."""
+
+    name: str
+    snapshot_bids: list[list[str]]
+    snapshot_asks: list[list[str]]
+    frames: list[bytes]
+    ticks_per_unit: int
+    """The price grid the numpy reference indexes by (100 for a 0.01 tick)."""
+
+
+class DepthUpdate(msgspec.Struct):
+    """The Binance ``depthUpdate`` event; lax decoding turns decimal strings into floats."""
+
+    E: int
+    U: int
+    u: int
+    b: list[tuple[float, float]]
+    a: list[tuple[float, float]]
+
+
+class DepthFrame(msgspec.Struct):
+    """A combined-stream frame ``{"stream": ..., "data": depthUpdate}``."""
+
+    stream: str
+    data: DepthUpdate
+
+
+FRAME_DECODER = msgspec.json.Decoder(DepthFrame, strict=False)
+
+
+def decode_strings(frames: list[bytes]) -> list[tuple[list[list[str]], list[list[str]]]]:
+    """Frames decoded to their level strings, as a client without a typed decoder has them."""
+    out = []
+    for frame in frames:
+        data = msgspec.json.decode(frame)["data"]
+        out.append((data["b"], data["a"]))
+    return out
+
+
+def decode_floats(frames: list[bytes]) -> list[tuple[list, list]]:
+    """Frames decoded to ``(price, qty)`` float pairs."""
+    out = []
+    for frame in frames:
+        data = FRAME_DECODER.decode(frame).data
+        out.append((data.b, data.a))
+    return out
+
+
+_START_TICK = 6_000_000  # 60000.00 at 100 ticks per unit
+_REMOVED = "0.00000000"
+
+
+def _price(tick: int) -> str:
+    return f"{tick // 100}.{tick % 100:02d}000000"
+
+
+def _qty(rng: random.Random) -> str:
+    return f"{max(round(rng.lognormvariate(-2.5, 1.6), 5), 0.00001):.8f}"
+
+
+class _SideModel:
+    """The generator's own book side: sorted keys (best last) and quantity strings."""
+
+    def __init__(self, is_bid: bool) -> None:
+        self.is_bid = is_bid
+        self.keys: list[int] = []  # bids: tick, asks: -tick; ascending, so best is last
+        self.qty: dict[int, str] = {}
+
+    def tick_at(self, rank: int) -> int:
+        """The tick of the ``rank``-th best level (0 is the best)."""
+        key = self.keys[-1 - rank]
+        return key if self.is_bid else -key
+
+    def best(self) -> int:
+        return self.tick_at(0)
+
+    def worse(self, tick: int, by: int) -> int:
+        """The tick ``by`` ticks further from the mid than ``tick``."""
+        return tick - by if self.is_bid else tick + by
+
+    def is_at_or_better(self, tick: int, than: int) -> bool:
+        return tick >= than if self.is_bid else tick <= than
+
+    def set(self, tick: int, qty: str) -> None:
+        key = tick if self.is_bid else -tick
+        if qty == _REMOVED:
+            if self.qty.pop(tick, None) is not None:
+                del self.keys[bisect_left(self.keys, key)]
+        else:
+            if tick not in self.qty:
+                insort(self.keys, key)
+            self.qty[tick] = qty
+
+
+def synthetic_stream(levels: int, changes: int, seed: int) -> Stream:
+    """A deterministic BTCUSDT-like depth stream of at least ``changes`` level changes.
+
+    The change mix copies the real recording (40% new levels, 39% removals, 12.5%
+    changed quantities, 8.5% removals of absent levels); the rank of a changed level
+    from the top is exponential (mean 120) for most changes and uniform for 12% (far
+    insertions and removals); level spacing widens with depth (about 25 ticks at the
+    top); a third of the frames move the price by sweeping one side's top levels,
+    refilled by the other side, with a persistent random trend.
+    """
+    rng = random.Random(seed)
+    bids, asks = _SideModel(is_bid=True), _SideModel(is_bid=False)
+    for side, tick in ((bids, _START_TICK), (asks, _START_TICK + 1)):
+        for i in range(levels):
+            side.set(tick, _qty(rng))
+            tick = side.worse(tick, 1 + int(rng.expovariate(1 / (24 + i * 0.02))))
+    snapshot_bids = [[_price(t), q] for t, q in sorted(bids.qty.items(), reverse=True)]
+    snapshot_asks = [[_price(t), q] for t, q in sorted(asks.qty.items())]
+    frames: list[bytes] = []
+    total, update_id, event_ms, trend = 0, 1_000_000, 1_723_161_255_208, 0.0
+    while total < changes:
+        out: dict[bool, dict[int, str]] = {True: {}, False: {}}
+
+        def emit(side: _SideModel, tick: int, qty: str, out: dict = out) -> None:
+            out[side.is_bid][tick] = qty
+            side.set(tick, qty)
+
+        trend = 0.9 * trend + rng.gauss(0, 1)
+        if rng.random() < 0.35:
+            up = rng.random() < 0.5 + 0.1 * max(-4.0, min(4.0, trend))
+            taken, maker = (asks, bids) if up else (bids, asks)
+            edge = taken.worse(taken.best(), 1 + int(rng.expovariate(1 / 12)))
+            while taken.keys and taken.is_at_or_better(taken.best(), edge):
+                emit(taken, taken.best(), _REMOVED)
+            tick = maker.worse(taken.best() if taken.keys else edge, 1)
+            for _ in range(rng.randint(1, 3)):
+                emit(maker, tick, _qty(rng))
+                tick = maker.worse(tick, 1 + int(rng.expovariate(1 / 6)))
+        n = rng.randint(10, 40)
+        while len(out[True]) + len(out[False]) < n:
+            side = bids if rng.random() < 0.5 else asks
+            count = len(side.keys)
+            far = rng.random() < 0.12
+            rank = rng.randrange(count) if far else min(int(rng.expovariate(1 / 120)), count - 1)
+            p_insert = 0.40 + 0.2 * max(-1.0, min(1.0, (levels - count) / 50))
+            p_remove = 0.79 - p_insert
+            r = rng.random()
+            tick = side.tick_at(rank)
+            if r < p_remove:
+                emit(side, tick, _REMOVED)
+            elif r < p_remove + 0.125:
+                emit(side, tick, _qty(rng))
+            else:  # a new level, or the removal of an absent one, in the gap below `rank`
+                below = side.tick_at(rank + 1) if rank + 1 < count else side.worse(tick, 50)
+                gap = abs(below - tick)
+                if gap > 1:
+                    qty = _qty(rng) if r < p_remove + 0.125 + p_insert else _REMOVED
+                    emit(side, side.worse(tick, rng.randrange(1, gap)), qty)
+        b = ",".join(f'["{_price(t)}","{q}"]' for t, q in sorted(out[True].items(), reverse=True))
+        a = ",".join(f'["{_price(t)}","{q}"]' for t, q in sorted(out[False].items()))
+        k = len(out[True]) + len(out[False])
+        frames.append(
+            b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":%d,'
+            b'"s":"BTCUSDT","U":%d,"u":%d,"b":[%s],"a":[%s]}}'
+            % (event_ms, update_id, update_id + k - 1, b.encode(), a.encode())
+        )
+        total, update_id, event_ms = total + k, update_id + k, event_ms + 100
+    return Stream("synthetic", snapshot_bids, snapshot_asks, frames, ticks_per_unit=100)
+
+
+def recorded_stream(path: Path) -> Stream:
+    """The REST snapshot and the depth frames that follow it, by Binance's book procedure.
+
+    Lines are ``<recv_ns> <json>``; trade and bookTicker frames are skipped, depth
+    frames before the snapshot are buffered and those with ``u <= lastUpdateId`` dropped.
+    """
+    snapshot: dict[str, Any] | None = None
+    frames: list[bytes] = []
+    last_id = None
+    with gzip.open(path, "rb") as f:
+        for line in f:
+            raw = line.split(b" ", 1)[1].strip()
+            if raw.startswith(b'{"lastUpdateId"'):
+                snapshot = msgspec.json.decode(raw)
+                last_id = snapshot["lastUpdateId"]
+                frames = [fr for fr in frames if FRAME_DECODER.decode(fr).data.u > last_id]
+            elif b"@depth" in raw[:40]:
+                frames.append(raw)
+    if snapshot is None:
+        raise ValueError(f"{path}: no REST snapshot line")
+    previous = None
+    for frame in frames:
+        data = FRAME_DECODER.decode(frame).data
+        if previous is None and not data.U <= last_id + 1 <= data.u:
+            raise ValueError(f"{path}: first depth event does not bridge the snapshot")
+        if previous is not None and data.U != previous + 1:
+            raise ValueError(f"{path}: sequence gap after update id {previous}")
+        previous = data.u
+    return Stream(path.name, snapshot["bids"], snapshot["asks"], frames, ticks_per_unit=100)
+
+
+# ------------------------------------------------------------------ implementations
+
+Query = tuple[Any, Any, tuple[float, float, float, float], list, list]
+
+
+@dataclass
+class Contender:
+    """One implementation: a fresh ``apply(frame)`` and ``query()`` per repetition."""
+
+    name: str
+    source: str
+    """What ``apply`` receives: frame bytes, pre-decoded floats or strings."""
+    make: Callable[[Stream], tuple[Callable[[Any], None], Callable[[], Query]]]
+
+
+def _floats(levels: list[list[str]]) -> list[tuple[float, float]]:
+    return [(float(p), float(q)) for p, q in levels]
+
+
+def make_book_bytes(stream: Stream) -> tuple[Callable, Callable]:
+    book = Book()
+    book.load_snapshot(_floats(stream.snapshot_bids), _floats(stream.snapshot_asks))
+    decode = FRAME_DECODER.decode
+
+    def apply(frame: bytes) -> None:
+        data = decode(frame).data
+        book.apply(data.b, data.a)
+
+    return apply, _book_query(book)
+
+
+def make_book_floats(stream: Stream) -> tuple[Callable, Callable]:
+    book = Book()
+    book.load_snapshot(_floats(stream.snapshot_bids), _floats(stream.snapshot_asks))
+
+    def apply(frame: tuple[list, list]) -> None:
+        book.apply(frame[0], frame[1])
+
+    return apply, _book_query(book)
+
+
+def _book_query(book: Book) -> Callable[[], Query]:
+    def query() -> Query:
+        return (
+            book.best_bid(),
+            book.best_ask(),
+            book.band_sums(BAND_BPS),
+            book.top("bid", TOP_N),
+            book.top("ask", TOP_N),
+        )
+
+    return query
+
+
+def make_sorted_dict(stream: Stream) -> tuple[Callable, Callable]:
+    from sortedcontainers import SortedDict
+
+    bids = SortedDict(_floats(stream.snapshot_bids))
+    asks = SortedDict(_floats(stream.snapshot_asks))
+
+    def apply(frame: tuple[list, list]) -> None:
+        for side, levels in ((bids, frame[0]), (asks, frame[1])):
+            for p, q in levels:
+                price, qty = float(p), float(q)
+                if qty > 0.0:
+                    side[price] = qty
+                else:
+                    side.pop(price, None)
+
+    def query() -> Query:
+        best_bid, best_ask = bids.peekitem(-1), asks.peekitem(0)
+        mid = (best_bid[0] + best_ask[0]) / 2
+        bid_qty = bid_notional = ask_qty = ask_notional = 0.0
+        for p in bids.irange(minimum=mid * (1 - BAND_BPS / 1e4)):
+            q = bids[p]
+            bid_qty += q
+            bid_notional += q * p
+        for p in asks.irange(maximum=mid * (1 + BAND_BPS / 1e4)):
+            q = asks[p]
+            ask_qty += q
+            ask_notional += q * p
+        return (
+            best_bid,
+            best_ask,
+            (bid_qty, ask_qty, bid_notional, ask_notional),
+            list(islice(reversed(bids.items()), TOP_N)),
+            list(islice(asks.items(), TOP_N)),
+        )
+
+    return apply, query
+
+
+def make_order_book(stream: Stream) -> tuple[Callable, Callable]:
+    from order_book import OrderBook
+
+    book = OrderBook()
+    for price, qty in _floats(stream.snapshot_bids):
+        book.bids[price] = qty
+    for price, qty in _floats(stream.snapshot_asks):
+        book.asks[price] = qty
+
+    def apply(frame: tuple[list, list]) -> None:
+        for side, levels in ((book.bids, frame[0]), (book.asks, frame[1])):
+            for p, q in levels:
+                price, qty = float(p), float(q)
+                if qty > 0.0:
+                    side[price] = qty
+                elif price in side:
+                    del side[price]
+
+    def band(side: Any, inside: Callable[[float], bool]) -> tuple[float, float]:
+        qty = notional = 0.0
+        for i in range(len(side)):
+            p, q = side.index(i)
+            if not inside(p):
+                break
+            qty += q
+            notional += q * p
+        return qty, notional
+
+    def query() -> Query:
+        bids, asks = book.bids, book.asks
+        best_bid, best_ask = bids.index(0), asks.index(0)
+        mid = (best_bid[0] + best_ask[0]) / 2
+        lo, hi = mid * (1 - BAND_BPS / 1e4), mid * (1 + BAND_BPS / 1e4)
+        bid_qty, bid_notional = band(bids, lambda p: p >= lo)
+        ask_qty, ask_notional = band(asks, lambda p: p <= hi)
+        return (
+            best_bid,
+            best_ask,
+            (bid_qty, ask_qty, bid_notional, ask_notional),
+            [bids.index(i) for i in range(min(TOP_N, len(bids)))],
+            [asks.index(i) for i in range(min(TOP_N, len(asks)))],
+        )
+
+    return apply, query
+
+
+class TickArrayBook:
+    """The numpy reference: quantity arrays indexed by tick over a fixed price window.
+
+    Levels outside the window are dropped (and counted); the best prices are tracked
+    indexes, rescanned with ``flatnonzero`` over growing slices when the best level goes.
+    """
+
+    def __init__(self, center: float, ticks_per_unit: int, half_window: int) -> None:
+        self.ticks_per_unit = ticks_per_unit
+        self.base = round(center * ticks_per_unit) - half_window
+        size = 2 * half_window + 1
+        self.prices = (np.arange(size, dtype=np.float64) + self.base) / ticks_per_unit
+        self.bid = np.zeros(size)
+        self.ask = np.zeros(size)
+        self.best_bid = -1
+        self.best_ask = size
+        self.dropped = 0
+
+    def set(self, is_bid: bool, price: float, qty: float) -> None:
+        i = round(price * self.ticks_per_unit) - self.base
+        arr = self.bid if is_bid else self.ask
+        if not 0 <= i < arr.size:
+            self.dropped += 1
+            return
+        arr[i] = qty
+        if is_bid:
+            if qty > 0.0 and i > self.best_bid:
+                self.best_bid = i
+            elif qty <= 0.0 and i == self.best_bid:
+                self.best_bid = self._below(i)
+        elif qty > 0.0 and i < self.best_ask:
+            self.best_ask = i
+        elif qty <= 0.0 and i == self.best_ask:
+            self.best_ask = self._above(i)
+
+    def _below(self, i: int) -> int:
+        span = 256
+        while i > 0:
+            lo = max(0, i - span)
+            nz = np.flatnonzero(self.bid[lo:i])
+            if nz.size:
+                return lo + int(nz[-1])
+            i, span = lo, span * 4
+        return -1
+
+    def _above(self, i: int) -> int:
+        span, size = 256, self.ask.size
+        while i + 1 < size:
+            hi = min(size, i + 1 + span)
+            nz = np.flatnonzero(self.ask[i + 1 : hi])
+            if nz.size:
+                return i + 1 + int(nz[0])
+            i, span = hi - 1, span * 4
+        return size
+
+    def top(self, is_bid: bool, n: int) -> list[tuple[float, float]]:
+        arr, span = (self.bid, self.ask)[not is_bid], 1024
+        while True:
+            if is_bid:
+                lo = max(0, self.best_bid + 1 - span)
+                idx = np.flatnonzero(arr[lo : self.best_bid + 1])[::-1] + lo
+                done = lo == 0
+            else:
+                hi = min(arr.size, self.best_ask + span)
+                idx = np.flatnonzero(arr[self.best_ask : hi]) + self.best_ask
+                done = hi == arr.size
+            if idx.size >= n or done:
+                idx = idx[:n]
+                return list(zip(self.prices[idx].tolist(), arr[idx].tolist(), strict=True))
+            span *= 4
+
+
+def make_tick_array(stream: Stream) -> tuple[Callable, Callable]:
+    bids, asks = _floats(stream.snapshot_bids), _floats(stream.snapshot_asks)
+    center = (max(p for p, _ in bids) + min(p for p, _ in asks)) / 2
+    # A window of ±5% of the price: wide enough for these streams, 2 x 4.8 MB here.
+    book = TickArrayBook(center, stream.ticks_per_unit, round(center * 0.05 * stream.ticks_per_unit))
+    for p, q in bids:
+        book.set(True, p, q)
+    for p, q in asks:
+        book.set(False, p, q)
+    set_level = book.set
+
+    def apply(frame: tuple[list, list]) -> None:
+        for p, q in frame[0]:
+            set_level(True, float(p), float(q))
+        for p, q in frame[1]:
+            set_level(False, float(p), float(q))
+
+    def query() -> Query:
+        prices, bid, ask = book.prices, book.bid, book.ask
+        bb, ba = book.best_bid, book.best_ask
+        mid = (prices[bb] + prices[ba]) / 2
+        lo = int(np.searchsorted(prices, mid * (1 - BAND_BPS / 1e4), "left"))
+        hi = int(np.searchsorted(prices, mid * (1 + BAND_BPS / 1e4), "right"))
+        return (
+            (float(prices[bb]), float(bid[bb])),
+            (float(prices[ba]), float(ask[ba])),
+            (
+                float(bid[lo : bb + 1].sum()),
+                float(ask[ba:hi].sum()),
+                float(bid[lo : bb + 1] @ prices[lo : bb + 1]),
+                float(ask[ba:hi] @ prices[ba:hi]),
+            ),
+            book.top(True, TOP_N),
+            book.top(False, TOP_N),
+        )
+
+    return apply, query
+
+
+CONTENDERS = [
+    Contender("marketcore Book", "frame bytes (msgspec decode included)", make_book_bytes),
+    Contender("marketcore Book", "pre-decoded floats", make_book_floats),
+    Contender("sortedcontainers.SortedDict", "pre-decoded strings", make_sorted_dict),
+    Contender("order-book (C extension)", "pre-decoded strings", make_order_book),
+    Contender("numpy tick array (fixed window)", "pre-decoded strings", make_tick_array),
+]
+
+# ------------------------------------------------------------------------ measuring
+
+
+def measure(
+    stream: Stream, reps: int, query_every: int
+) -> tuple[list[dict[str, Any]], dict[str, Query]]:
+    """Best-of-``reps`` apply rate and dirty-query latency of every contender."""
+    inputs = {
+        "frame bytes (msgspec decode included)": stream.frames,
+        "pre-decoded floats": decode_floats(stream.frames),
+        "pre-decoded strings": decode_strings(stream.frames),
+    }
+    changes = sum(len(b) + len(a) for b, a in inputs["pre-decoded strings"])
+    best: dict[int, dict[str, Any]] = {}
+    finals: dict[str, Query] = {}
+    for _ in range(reps):
+        # Contenders alternate within a repetition so that a noisy moment of the
+        # machine does not fall on one of them only.
+        for i, contender in enumerate(CONTENDERS):
+            try:
+                apply, query = contender.make(stream)
+            except ImportError as exc:
+                best[i] = {"available": False, "reason": str(exc)}
+                continue
+            apply_ns, query_ns, queries = _run(apply, query, inputs[contender.source], query_every)
+            row = best.setdefault(i, {"available": True, "apply_ns": math.inf, "query_ns": math.inf})
+            row["apply_ns"] = min(row["apply_ns"], apply_ns)
+            row["query_ns"] = min(row["query_ns"], query_ns / queries)
+            finals[f"{contender.name} / {contender.source}"] = query()
+    results = []
+    for i, contender in enumerate(CONTENDERS):
+        row = {"name": contender.name, "source": contender.source, **best[i]}
+        if row["available"]:
+            row["apply_changes_per_s"] = changes / row.pop("apply_ns") * 1e9
+            row["query_us"] = row.pop("query_ns") / 1e3
+        results.append(row)
+    return results, finals
+
+
+def _run(
+    apply: Callable[[Any], None], query: Callable[[], Query], frames: list, query_every: int
+) -> tuple[int, int, int]:
+    clock = time.perf_counter_ns
+    query()  # a query right after the snapshot, as the first fast cycle would issue
+    apply_ns = query_ns = queries = 0
+    for i, frame in enumerate(frames, 1):
+        t0 = clock()
+        apply(frame)
+        t1 = clock()
+        apply_ns += t1 - t0
+        if i % query_every == 0:
+            query()
+            query_ns += clock() - t1
+            queries += 1
+    return apply_ns, query_ns, queries
+
+
+def cross_check(finals: dict[str, Query]) -> list[str]:
+    """Differences between the contenders' final queries (empty when they all agree)."""
+    problems = []
+    (ref_name, ref), *others = finals.items()
+    for name, other in others:
+        same = (
+            tuple(ref[0]) == tuple(other[0])
+            and tuple(ref[1]) == tuple(other[1])
+            and all(math.isclose(x, y, rel_tol=1e-9) for x, y in zip(ref[2], other[2], strict=True))
+            and [tuple(x) for x in ref[3]] == [tuple(x) for x in other[3]]
+            and [tuple(x) for x in ref[4]] == [tuple(x) for x in other[4]]
+        )
+        if not same:
+            problems.append(f"{name} disagrees with {ref_name}: {other[:3]} vs {ref[:3]}")
+    return problems
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    ours = results[0]
+    rows = []
+    for row in results:
+        if not row["available"]:
+            rows.append([row["name"], row["source"], "unavailable", "", "", ""])
+            continue
+        rows.append(
+            [
+                row["name"],
+                row["source"],
+                f"{row['apply_changes_per_s'] / 1e6:.2f} M",
+                f"{row['query_us']:.1f}",
+                f"{ours['apply_changes_per_s'] / row['apply_changes_per_s']:.2f}x",
+                f"{row['query_us'] / ours['query_us']:.2f}x",
+            ]
+        )
+    header = [
+        "implementation",
+        "input",
+        "apply, level changes/s",
+        "dirty fast query, µs",
+        "ours (bytes) apply speed-up",
+        "ours (bytes) query speed-up",
+    ]
+    return markdown_table(header, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", type=int, default=2000, help="levels a side (synthetic)")
+    parser.add_argument("--changes", type=int, default=500_000, help="level changes (synthetic)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions; the best counts")
+    parser.add_argument("--query-every", type=int, default=1, help="query after every k frames")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    parser.add_argument("--real", type=Path, default=REAL_RECORDING, help="recording (optional)")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    streams = [synthetic_stream(args.levels, args.changes, args.seed)]
+    if args.real.exists():
+        streams.append(recorded_stream(args.real))
+    else:
+        print(f"{args.real} not found: synthetic stream only", file=sys.stderr)
+
+    info = machine()
+    payload: dict[str, Any] = {
+        "benchmark": "book",
+        "machine": info,
+        "parameters": {
+            "levels": args.levels,
+            "changes": args.changes,
+            "seed": args.seed,
+            "reps": args.reps,
+            "query_every": args.query_every,
+            "query": f"best bid/ask, ±{BAND_BPS} bps sums, top {TOP_N} both sides",
+        },
+        "streams": [],
+    }
+    sections = [
+        "# Book benchmark",
+        "",
+        machine_line(info),
+        "",
+        f"Apply rate: level changes per second, best of {args.reps}. Dirty fast query: mean "
+        f"µs of best bid/ask + ±{BAND_BPS} bps bid/ask quantity and notional + top {TOP_N} "
+        f"both sides, issued after every {args.query_every} applied frame(s). Speed-up: how "
+        f"many times faster `marketcore Book` from frame bytes is than the row.",
+    ]
+    for stream in streams:
+        results, finals = measure(stream, args.reps, args.query_every)
+        problems = cross_check(finals)
+        changes = sum(len(b) + len(a) for b, a in decode_strings(stream.frames))
+        payload["streams"].append(
+            {
+                "name": stream.name,
+                "frames": len(stream.frames),
+                "level_changes": changes,
+                "snapshot_levels": [len(stream.snapshot_bids), len(stream.snapshot_asks)],
+                "results": results,
+                "final_queries_agree": not problems,
+                "disagreements": problems,
+            }
+        )
+        title = (
+            f"## {stream.name}: {len(stream.frames):,} frames, {changes:,} level changes, "
+            f"snapshot {len(stream.snapshot_bids):,}/{len(stream.snapshot_asks):,} levels"
+        )
+        agree = "all implementations agree" if not problems else "; ".join(problems)
+        sections += ["", title, "", table(results), "", f"Final query cross-check: {agree}."]
+    markdown = "\n".join(sections)
+    write_results(args.out, "book", payload, markdown)
+    print(markdown)
+    print(f"\n{time.perf_counter() - started:.0f} s; wrote {args.out}/book.json and book.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,494 @@
+"""The L2 order book of one symbol: levels, best prices, top of book and depth bands.
+
+Prices and quantities are ``float``. A venue's decimal strings become floats once, in
+the decoder, and are used as dict keys from then on. That is safe because a float64
+carries 53 bits (``DBL_DIG`` = 15): every decimal number of at most 15 significant
+digits converts to a float that converts back to the same decimal, so two different
+such decimals never become the same float. Binance prices have at most 15 significant
+digits (the tests check the property on random decimal strings). Floats keep the hot
+path free of ``Decimal`` and of a per-symbol tick size that the book would have to know.
+
+Layout (why it is fast in pure Python): a sorted list of prices costs a ``bisect`` of
+about eleven Python-level comparisons per inserted or removed level, and on Binance
+streams four changes in five insert or remove a level. So each side instead keeps its
+levels in *buckets*: a dict ``bucket id -> {price: qty}`` where the bucket id is
+``price // width`` for a power-of-two ``width`` (so the division is exact and
+monotonic). Updating a level is then one floor division and three dict operations;
+only the rare creation or removal of a whole bucket touches the sorted list of bucket
+ids. Order inside a bucket is produced at query time, where only the few buckets at the
+top of the book (or at a band edge) are looked at. The width is chosen when the book is
+filled so that the top of the book has a handful of levels per bucket.
+
+Depth bands: :meth:`Book.band_sums` for the tracked bands is incremental. Each tracked
+band keeps running sums of quantity and notional for the levels inside its *anchored*
+edge, computed from the mid of the last band query; every applied change adds its
+quantity difference to the innermost band that contains it (the bands are nested). A
+query at a new mid moves each edge by walking only the levels between the old and the
+new edge. Running float sums drift by rounding, so a band that is empty is reset to an
+exact zero, and all running sums are rebuilt from the levels every
+``_REBUILD_EVERY_CHANGES`` applied changes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from itertools import accumulate, chain, pairwise
+from operator import mul
+
+import numpy as np
+
+__all__ = ["MAX_TRACKED_BANDS", "Book"]
+
+MAX_TRACKED_BANDS = 4
+"""The apply loop keeps the running band sums in local variables, one per tracked band."""
+
+_REBUILD_EVERY_CHANGES = 1 << 20
+"""Applied level changes after which the running band sums are recomputed from scratch."""
+
+_LEVELS_PER_BUCKET = 8
+"""Target bucket occupancy near the top of the book: few enough to sort at query time,
+enough that most new levels land in an existing bucket."""
+
+_TOP_LEVELS_FOR_WIDTH = 64
+"""How many levels from the top of a side measure its density when choosing the width."""
+
+_INF = math.inf
+
+
+class _Side:
+    """One side of the book: bucketed levels plus the anchored band state.
+
+    ``edges[j]`` is the price edge of tracked band ``j`` at the anchor mid (``±inf``
+    before the first anchoring and for unused slots, so that no level matches).
+    ``band_qty[j]`` and ``band_notional[j]`` hold the sums of the levels that are in
+    band ``j`` but not in band ``j - 1``; the band totals are their prefix sums.
+    """
+
+    __slots__ = ("band_notional", "band_qty", "best", "buckets", "count", "edges", "ids")
+
+    def __init__(self, unanchored_edge: float) -> None:
+        self.buckets: dict[float, dict[float, float]] = {}
+        self.ids: list[float] = []
+        self.count = 0
+        self.best: tuple[float, float] | None = None
+        self.edges = (unanchored_edge,) * MAX_TRACKED_BANDS
+        self.band_qty = (0.0,) * MAX_TRACKED_BANDS
+        self.band_notional = (0.0,) * MAX_TRACKED_BANDS
+
+
+class Book:
+    """An L2 order book: absolute quantities per price, bids and asks.
+
+    ``track_bands_bps`` names up to :data:`MAX_TRACKED_BANDS` depth bands (in basis
+    points around the mid) whose :meth:`band_sums` are maintained incrementally; any
+    other band is computed on demand by walking its levels.
+
+    Prices must be finite and positive; the venue validates its input (a quantity that
+    is not ``> 0``, including NaN, removes the level).
+    """
+
+    def __init__(self, *, track_bands_bps: Sequence[float] = (10, 25, 50, 100)) -> None:
+        bands = sorted({float(bps) for bps in track_bands_bps})
+        if len(bands) > MAX_TRACKED_BANDS:
+            raise ValueError(f"at most {MAX_TRACKED_BANDS} tracked bands, got {len(bands)}")
+        if any(not 0.0 < bps < 1e4 for bps in bands):
+            raise ValueError(f"tracked bands must be in (0, 10000) bps, got {bands}")
+        self._bands = tuple(bands)
+        self._band_index = {bps: j for j, bps in enumerate(bands)}
+        self.clear()
+
+    # ----------------------------------------------------------------- updates
+
+    def clear(self) -> None:
+        """Remove every level."""
+        self._bids = _Side(_INF)
+        self._asks = _Side(-_INF)
+        self._width: float | None = None
+        self._anchor_mid: float | None = None
+        self._changes_since_rebuild = 0
+
+    def load_snapshot(
+        self, bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]]
+    ) -> None:
+        """Replace the whole book with a snapshot; levels with qty ``<= 0`` are skipped.
+
+        The bucket width is chosen again from the snapshot's density.
+        """
+        bid_levels = [(p, q) for p, q in bids if q > 0.0]
+        ask_levels = [(p, q) for p, q in asks if q > 0.0]
+        self.clear()
+        self._width = _width_for(
+            heapq.nlargest(_TOP_LEVELS_FOR_WIDTH, (p for p, _ in bid_levels)),
+            heapq.nsmallest(_TOP_LEVELS_FOR_WIDTH, (p for p, _ in ask_levels)),
+        )
+        for side, levels in ((self._bids, bid_levels), (self._asks, ask_levels)):
+            buckets = side.buckets
+            for p, q in levels:
+                bucket = buckets.get(p // self._width)
+                if bucket is None:
+                    buckets[p // self._width] = {p: q}
+                else:
+                    bucket[p] = q
+            side.ids = sorted(buckets)
+            side.count = sum(map(len, buckets.values()))
+
+    def apply(self, bids: Sequence[Sequence[float]], asks: Sequence[Sequence[float]]) -> None:
+        """Apply one batch of level changes: ``(price, qty)`` with absolute quantities.
+
+        A qty that is not ``> 0`` removes the level; removing an absent level is a no-op.
+        """
+        width = self._width
+        if width is None:
+            first = bids[0][0] if bids else asks[0][0] if asks else None
+            if first is None:
+                return
+            width = self._width = _width_for([first], [])
+        if bids:
+            _apply_bids(self._bids, bids, width)
+        if asks:
+            _apply_asks(self._asks, asks, width)
+        self._changes_since_rebuild += len(bids) + len(asks)
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def bid_count(self) -> int:
+        """Number of bid levels."""
+        return self._bids.count
+
+    @property
+    def ask_count(self) -> int:
+        """Number of ask levels."""
+        return self._asks.count
+
+    def __len__(self) -> int:
+        return self._bids.count + self._asks.count
+
+    @property
+    def tracked_bands_bps(self) -> tuple[float, ...]:
+        """The bands whose sums are maintained incrementally, ascending."""
+        return self._bands
+
+    def best_bid(self) -> tuple[float, float] | None:
+        """The highest bid ``(price, qty)``, or ``None`` when there are no bids."""
+        side = self._bids
+        if side.best is None and side.ids:
+            bucket = side.buckets[side.ids[-1]]
+            price = max(bucket)
+            side.best = (price, bucket[price])
+        return side.best
+
+    def best_ask(self) -> tuple[float, float] | None:
+        """The lowest ask ``(price, qty)``, or ``None`` when there are no asks."""
+        side = self._asks
+        if side.best is None and side.ids:
+            bucket = side.buckets[side.ids[0]]
+            price = min(bucket)
+            side.best = (price, bucket[price])
+        return side.best
+
+    def mid(self) -> float | None:
+        """``(best bid + best ask) / 2``, or ``None`` when a side is empty."""
+        bid = self.best_bid()
+        ask = self.best_ask()
+        if bid is None or ask is None:
+            return None
+        return (bid[0] + ask[0]) / 2
+
+    def is_crossed(self) -> bool:
+        """Whether the best bid is at or above the best ask (a locked book counts)."""
+        bid = self.best_bid()
+        ask = self.best_ask()
+        return bid is not None and ask is not None and bid[0] >= ask[0]
+
+    def top(self, side: str, n: int) -> list[tuple[float, float]]:
+        """The best ``n`` levels of ``side`` (``"bid"`` or ``"ask"``), best first."""
+        book_side = self._side(side)
+        if n <= 0:
+            return []
+        buckets = book_side.buckets
+        is_bid = book_side is self._bids
+        out: list[tuple[float, float]] = []
+        for k in reversed(book_side.ids) if is_bid else book_side.ids:
+            out += sorted(buckets[k].items(), reverse=is_bid)
+            if len(out) >= n:
+                del out[n:]
+                break
+        return out
+
+    def band_sums(self, bps: float) -> tuple[float, float, float, float]:
+        """``(bid_qty, ask_qty, bid_notional, ask_notional)`` within ``bps`` of the mid.
+
+        Bids count when ``price >= mid * (1 - bps / 1e4)``, asks when
+        ``price <= mid * (1 + bps / 1e4)``. All zeros when there is no mid. Tracked bands
+        are answered from running sums; other bands walk their levels.
+        """
+        mid = self.mid()
+        if mid is None:
+            return (0.0, 0.0, 0.0, 0.0)
+        j = self._band_index.get(bps)
+        if j is None:
+            width = self._width
+            bid_qty, bid_notional = _range_sums(
+                self._bids, mid * (1 - bps / 1e4), _INF, width, lo_closed=True
+            )
+            ask_qty, ask_notional = _range_sums(
+                self._asks, -_INF, mid * (1 + bps / 1e4), width, lo_closed=False
+            )
+            return (bid_qty, ask_qty, bid_notional, ask_notional)
+        if mid != self._anchor_mid or self._changes_since_rebuild >= _REBUILD_EVERY_CHANGES:
+            self._anchor(mid)
+        bids, asks = self._bids, self._asks
+        return (
+            sum(bids.band_qty[: j + 1]),
+            sum(asks.band_qty[: j + 1]),
+            sum(bids.band_notional[: j + 1]),
+            sum(asks.band_notional[: j + 1]),
+        )
+
+    def side_arrays(self, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(prices, qtys)`` of every level of ``side``, best first, as new float64 arrays."""
+        book_side = self._side(side)
+        buckets = book_side.buckets.values()
+        n = book_side.count
+        prices = np.fromiter(chain.from_iterable(buckets), np.float64, count=n)
+        qtys = np.fromiter(chain.from_iterable(b.values() for b in buckets), np.float64, count=n)
+        order = np.argsort(prices)
+        if book_side is self._bids:
+            order = order[::-1]
+        return prices[order], qtys[order]
+
+    def qty_at(self, side: str, price: float) -> float:
+        """The quantity at ``price`` on ``side``; ``0.0`` when there is no such level."""
+        book_side = self._side(side)
+        if self._width is None:
+            return 0.0
+        bucket = book_side.buckets.get(price // self._width)
+        return 0.0 if bucket is None else bucket.get(price, 0.0)
+
+    # ----------------------------------------------------------------- internals
+
+    def _side(self, side: str) -> _Side:
+        if side == "bid":
+            return self._bids
+        if side == "ask":
+            return self._asks
+        raise ValueError(f'side must be "bid" or "ask", got {side!r}')
+
+    def _anchor(self, mid: float) -> None:
+        """Move every tracked band edge to ``mid``, walking the levels between edges."""
+        if self._changes_since_rebuild >= _REBUILD_EVERY_CHANGES:
+            _forget_bands(self._bids, _INF)
+            _forget_bands(self._asks, -_INF)
+            self._changes_since_rebuild = 0
+        bid_edges = [mid * (1 - bps / 1e4) for bps in self._bands]
+        ask_edges = [mid * (1 + bps / 1e4) for bps in self._bands]
+        _move_edges(self._bids, bid_edges, self.best_bid(), self._width, is_bid=True)
+        _move_edges(self._asks, ask_edges, self.best_ask(), self._width, is_bid=False)
+        self._anchor_mid = mid
+
+
+def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], width: float) -> None:
+    """The apply loop for bids. It mirrors :func:`_apply_asks` except for the band test
+    (``price >= edge`` here); the two are written out because the loop is the hot path."""
+    buckets = side.buckets
+    get_bucket = buckets.get
+    ids = side.ids
+    count = side.count
+    e0, e1, e2, e3 = side.edges
+    q0, q1, q2, q3 = side.band_qty
+    n0, n1, n2, n3 = side.band_notional
+    for p, q in levels:
+        k = p // width
+        bucket = get_bucket(k)
+        if q > 0.0:
+            if bucket is None:
+                buckets[k] = {p: q}
+                ids.insert(bisect_left(ids, k), k)
+                count += 1
+                dq = q
+            else:
+                old = bucket.get(p, 0.0)
+                bucket[p] = q
+                if not old:
+                    count += 1
+                dq = q - old
+        elif bucket is None:
+            continue
+        else:
+            dq = -bucket.pop(p, 0.0)
+            if not dq:
+                continue
+            count -= 1
+            if not bucket:
+                del buckets[k]
+                ids.pop(bisect_left(ids, k))
+        if p >= e0:
+            q0 += dq
+            n0 += dq * p
+        elif p >= e1:
+            q1 += dq
+            n1 += dq * p
+        elif p >= e2:
+            q2 += dq
+            n2 += dq * p
+        elif p >= e3:
+            q3 += dq
+            n3 += dq * p
+    side.count = count
+    side.best = None
+    side.band_qty = (q0, q1, q2, q3)
+    side.band_notional = (n0, n1, n2, n3)
+
+
+def _apply_asks(side: _Side, levels: Sequence[Sequence[float]], width: float) -> None:
+    """The apply loop for asks; see :func:`_apply_bids` (band test ``price <= edge``)."""
+    buckets = side.buckets
+    get_bucket = buckets.get
+    ids = side.ids
+    count = side.count
+    e0, e1, e2, e3 = side.edges
+    q0, q1, q2, q3 = side.band_qty
+    n0, n1, n2, n3 = side.band_notional
+    for p, q in levels:
+        k = p // width
+        bucket = get_bucket(k)
+        if q > 0.0:
+            if bucket is None:
+                buckets[k] = {p: q}
+                ids.insert(bisect_left(ids, k), k)
+                count += 1
+                dq = q
+            else:
+                old = bucket.get(p, 0.0)
+                bucket[p] = q
+                if not old:
+                    count += 1
+                dq = q - old
+        elif bucket is None:
+            continue
+        else:
+            dq = -bucket.pop(p, 0.0)
+            if not dq:
+                continue
+            count -= 1
+            if not bucket:
+                del buckets[k]
+                ids.pop(bisect_left(ids, k))
+        if p <= e0:
+            q0 += dq
+            n0 += dq * p
+        elif p <= e1:
+            q1 += dq
+            n1 += dq * p
+        elif p <= e2:
+            q2 += dq
+            n2 += dq * p
+        elif p <= e3:
+            q3 += dq
+            n3 += dq * p
+    side.count = count
+    side.best = None
+    side.band_qty = (q0, q1, q2, q3)
+    side.band_notional = (n0, n1, n2, n3)
+
+
+def _range_sums(
+    side: _Side, lo: float, hi: float, width: float | None, *, lo_closed: bool
+) -> tuple[float, float]:
+    """``(qty, notional)`` of the levels in ``[lo, hi)`` (``lo_closed``) or ``(lo, hi]``.
+
+    Buckets strictly between the buckets of ``lo`` and ``hi`` are summed whole; the two
+    end buckets are filtered level by level. ``lo``/``hi`` may be infinite.
+    """
+    if width is None:
+        return 0.0, 0.0
+    ids = side.ids
+    buckets = side.buckets
+    k_lo = lo // width if lo > -_INF else lo
+    k_hi = hi // width if hi < _INF else hi
+    qty = notional = 0.0
+    for i in range(bisect_left(ids, k_lo), bisect_right(ids, k_hi)):
+        k = ids[i]
+        bucket = buckets[k]
+        if k_lo < k < k_hi:
+            qty += sum(bucket.values())
+            notional += sum(map(mul, bucket, bucket.values()))
+        elif lo_closed:
+            for p, q in bucket.items():
+                if lo <= p < hi:
+                    qty += q
+                    notional += q * p
+        else:
+            for p, q in bucket.items():
+                if lo < p <= hi:
+                    qty += q
+                    notional += q * p
+    return qty, notional
+
+
+def _move_edges(
+    side: _Side,
+    edges: list[float],
+    best: tuple[float, float] | None,
+    width: float | None,
+    *,
+    is_bid: bool,
+) -> None:
+    """Re-anchor the running band sums of ``side`` at new band ``edges``.
+
+    A band total depends only on its own edge, so each edge moves on its own: the
+    levels between the old and the new edge join the band when it grows (bids: the
+    edge moves down, asks: up) and leave it otherwise. A band that holds no level
+    (its edge is beyond the best price) is set to an exact zero.
+    """
+    totals_qty = list(accumulate(side.band_qty))
+    totals_notional = list(accumulate(side.band_notional))
+    for j, new in enumerate(edges):
+        old = side.edges[j]
+        if new != old:
+            lo, hi = (new, old) if new < old else (old, new)
+            qty, notional = _range_sums(side, lo, hi, width, lo_closed=is_bid)
+            if new < old if is_bid else new > old:
+                totals_qty[j] += qty
+                totals_notional[j] += notional
+            else:
+                totals_qty[j] -= qty
+                totals_notional[j] -= notional
+        if best is None or (best[0] < new if is_bid else best[0] > new):
+            totals_qty[j] = totals_notional[j] = 0.0
+    side.edges = (*edges, *side.edges[len(edges) :])
+    side.band_qty = _differences(totals_qty)
+    side.band_notional = _differences(totals_notional)
+
+
+def _forget_bands(side: _Side, unanchored_edge: float) -> None:
+    """Drop the running band sums of ``side`` so that the next anchoring rebuilds them."""
+    side.edges = (unanchored_edge,) * MAX_TRACKED_BANDS
+    side.band_qty = side.band_notional = (0.0,) * MAX_TRACKED_BANDS
+
+
+def _differences(totals: list[float]) -> tuple[float, ...]:
+    """Inverse of a prefix sum: the per-band-ring sums from the band totals."""
+    return (totals[0], *(b - a for a, b in pairwise(totals)))
+
+
+def _width_for(top_bids: list[float], top_asks: list[float]) -> float | None:
+    """A power-of-two bucket width for levels this dense, or ``None`` without levels.
+
+    ``top_bids``/``top_asks`` are the best prices of each side, best first. The width
+    aims at :data:`_LEVELS_PER_BUCKET` levels per bucket at the top of the denser side;
+    with a single level it falls back to one basis point of its price.
+    """
+    gaps = [abs(top[0] - top[-1]) / (len(top) - 1) for top in (top_bids, top_asks) if len(top) > 1]
+    gaps = [gap for gap in gaps if gap > 0.0]
+    prices = top_bids or top_asks
+    if not prices:
+        return None
+    target = min(gaps) * _LEVELS_PER_BUCKET if gaps else abs(prices[0]) * 1e-4
+    if not 0.0 < target < _INF:
+        return 1.0
+    return math.ldexp(0.5, math.frexp(target)[1])

@@ -1,0 +1,162 @@
+"""The node end to end: live runs, shutdown, replay determinism, slow/fast merge, overruns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from marketcore import Cycle, Needs, hookimpl
+from marketcore.cli import main
+from marketcore.profile import load_default_profile
+from marketcore.testing import make_plugin_manager, replay_reports, run_node, validate_report
+
+MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
+
+SYNTHETIC = """
+[node]
+symbols = ["BTCUSDT", "ETHUSDT", "XRPUSDT"]
+[venue]
+use = "synthetic"
+seed = 3
+replay_duration_s = 20
+"""
+
+
+def test_run_with_duration_shows_every_default_symbol_and_exits_zero():
+    result = subprocess.run(MARKETCORE + ["run", "--duration", "3", "--json"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["symbol"] for r in reports} == set(load_default_profile(environ={}).node.symbols)
+    for report in reports:
+        validate_report(report)
+    assert reports[-1]["ingestion"]["status"] == "ok"
+    assert reports[-1]["health"]["score"] > 50
+
+
+def test_table_output_lists_symbols():
+    result = subprocess.run(MARKETCORE + ["run", "--duration", "2"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "SYMBOL" in result.stdout and "BTCUSDT" in result.stdout and "HEALTH" in result.stdout
+
+
+def test_sigint_and_sigterm_shut_down_cleanly():
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        process = subprocess.Popen(MARKETCORE + ["run", "--json"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            first = process.stdout.readline()  # a report: the node is up
+            assert json.loads(first)["schemaVersion"] == "1.1"
+            os.kill(process.pid, sig)
+            out, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 0, err
+        assert "Traceback" not in err
+
+
+def test_replay_of_one_seed_twice_is_byte_identical(tmp_path, write_profile):
+    profile = write_profile(SYNTHETIC)
+    outputs = []
+    for name in ("a.jsonl", "b.jsonl"):
+        out = tmp_path / name
+        assert main(["replay", str(profile), "--out", str(out), "--speed", "max"]) == 0
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    lines = outputs[0].splitlines()
+    # every fast tick strictly inside the 20 s of generated data (250 … 19 750 ms), 3 symbols
+    assert len(lines) == 3 * (20_000 // 250 - 1)
+    for line in lines:
+        validate_report(json.loads(line))
+
+
+def test_replay_reports_are_on_the_recording_clock():
+    reports = replay_reports(SYNTHETIC, duration_s=5)
+    times = sorted({r["generated_at"] for r in reports})
+    assert all(t % 250 == 0 for t in times)  # on the period grid
+    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [250] * (len(times) - 1)
+    assert all(r["writer"]["nodeId"] == "replay" for r in reports)
+
+
+def test_different_seeds_give_different_reports():
+    a = replay_reports(SYNTHETIC, duration_s=3)
+    b = replay_reports(SYNTHETIC.replace("seed = 3", "seed = 4"), duration_s=3)
+    assert [r["last_price"] for r in a] != [r["last_price"] for r in b]
+
+
+class SlowSection:
+    """A slow-cycle calculator stamping when it ran; and a fast one that reads it."""
+
+    name = "stamp"
+    cycle = Cycle.SLOW
+    sections = ("stamp",)
+    needs = Needs()
+
+    def compute(self, state, ctx):
+        return {"stamp": {"slow_at": ctx.now_ms}}
+
+
+class Stamp:
+    @hookimpl
+    def marketcore_register_calculators(self, register):
+        register("stamp", lambda options: SlowSection())
+
+
+def test_slow_results_are_cached_and_merged_into_fast_reports():
+    pm = make_plugin_manager(("stamp", Stamp()))
+    profile = SYNTHETIC + "\n[pipeline.slow]\nperiod_ms = 1000\n"
+    reports = replay_reports(profile, duration_s=4, plugin_manager=pm)
+    with_stamp = [r for r in reports if "ext" in r]
+    assert with_stamp, "the slow section never reached a fast report"
+    for report in with_stamp:
+        slow_at = report["ext"]["stamp"]["slow_at"]
+        assert slow_at % 1000 == 0
+        assert 0 <= report["generated_at"] - slow_at < 1000  # the latest slow result
+    first = with_stamp[0]["generated_at"]
+    assert all("ext" not in r for r in reports if r["generated_at"] < first)
+
+
+class Sleepy:
+    name = "sleepy"
+    cycle = Cycle.FAST
+    sections = ("sleepy",)
+    needs = Needs()
+
+    def compute(self, state, ctx):
+        time.sleep(0.12)
+        return {"sleepy": {}}
+
+
+class SleepyPlugin:
+    @hookimpl
+    def marketcore_register_calculators(self, register):
+        register("sleepy", lambda options: Sleepy())
+
+
+def test_an_overrunning_cycle_skips_ticks_instead_of_queueing():
+    pm = make_plugin_manager(("sleepy", SleepyPlugin()))
+    profile = """
+        [node]
+        symbols = ["BTCUSDT", "ETHUSDT"]
+        [venue]
+        use = "synthetic"
+        [pipeline.fast]
+        period_ms = 100
+        calculators = ["sleepy"]
+        budget_ms = 100
+        [[sink]]
+        use = "jsonl"
+        path = "/dev/null"
+    """
+    info = run_node(profile, duration_s=2.0, plugin_manager=pm)
+    fast = info.stats.fast
+    assert fast.runs >= 3
+    # each cycle takes >= 240 ms of a 100 ms period: ticks are skipped, never queued
+    assert fast.skipped_ticks >= fast.runs
+    assert fast.runs + fast.skipped_ticks <= 2.0 / 0.1 + 2
