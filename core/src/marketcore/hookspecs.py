@@ -169,6 +169,9 @@ def marketcore_symbol_acquired(symbol: str, token: WriterToken) -> None:
 def marketcore_symbol_released(symbol: str, reason: str) -> None:
     """This node stopped writing ``symbol``; its SymbolState is dropped after this.
 
+    Called when the coordinator takes the symbol away, a fencing sink refused
+    a write, the node shuts down, or a replay ends.
+
     :param symbol: the venue symbol.
     :param reason: why, in a few words: ``"shutdown"``, ``"reassigned"``,
         ``"lease lost"``, ``"refused by sink"``.
