@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from typing import ClassVar
 
 import attrs
-
 from marketcore import Cycle, Needs, WriterToken, hookimpl
 from marketcore.testing import make_plugin_manager, replay_reports
 
@@ -85,8 +85,10 @@ class HalfCoordinator:
 
 
 class MemorySink:
+    """Keeps what it was given in a class attribute the test reads back."""
+
     name = "memory"
-    published: list = []
+    published: ClassVar[list] = []
 
     def __init__(self, options):
         self.options = options

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from marketcore import PluginError, get_plugin_manager
 from marketcore.cli import main
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from marketcore import ProfileError, load_profile
 from marketcore.cli import main
 from marketcore.profile import env_overrides, load_default_profile, parse_profile
@@ -157,9 +156,9 @@ def test_env_override_into_a_missing_array_entry_is_an_error(write_profile):
 
 
 def test_strict_types_reject_silent_coercion():
-    with pytest.raises(ProfileError, match="node.symbols: expected a list of strings"):
+    with pytest.raises(ProfileError, match=r"node\.symbols: expected a list of strings"):
         parse_profile('[node]\nsymbols = [1]\n[venue]\nuse = "synthetic"\n', "p.toml", {})
-    with pytest.raises(ProfileError, match="pipeline.fast.period_ms: expected an integer, found true"):
+    with pytest.raises(ProfileError, match=r"pipeline\.fast\.period_ms: expected an integer, found true"):
         parse_profile(GOOD + "[pipeline.fast]\nperiod_ms = true\n", "p.toml", {})
 
 

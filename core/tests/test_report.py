@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from marketcore import Ticker, VenueState, WriterToken, encode_report, json_schema
 from marketcore.report import MAX_REPORT_BYTES, base_report, ingestion_status
 from marketcore.testing import make_plugin_manager, make_state, run_cycle, validate_report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ replay_duration_s = 20
 
 
 def test_run_with_duration_shows_every_default_symbol_and_exits_zero():
-    result = subprocess.run(MARKETCORE + ["run", "--duration", "3", "--json"],
+    result = subprocess.run([*MARKETCORE, "run", "--duration", "3", "--json"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     reports = [json.loads(line) for line in result.stdout.splitlines()]
@@ -39,7 +40,7 @@ def test_run_with_duration_shows_every_default_symbol_and_exits_zero():
 
 
 def test_table_output_lists_symbols():
-    result = subprocess.run(MARKETCORE + ["run", "--duration", "2"],
+    result = subprocess.run([*MARKETCORE, "run", "--duration", "2"],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert "SYMBOL" in result.stdout and "BTCUSDT" in result.stdout and "HEALTH" in result.stdout
@@ -47,13 +48,13 @@ def test_table_output_lists_symbols():
 
 def test_sigint_and_sigterm_shut_down_cleanly():
     for sig in (signal.SIGINT, signal.SIGTERM):
-        process = subprocess.Popen(MARKETCORE + ["run", "--json"], stdout=subprocess.PIPE,
+        process = subprocess.Popen([*MARKETCORE, "run", "--json"], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         try:
             first = process.stdout.readline()  # a report: the node is up
             assert json.loads(first)["schemaVersion"] == "1.1"
             os.kill(process.pid, sig)
-            out, err = process.communicate(timeout=30)
+            _out, err = process.communicate(timeout=30)
         finally:
             if process.poll() is None:
                 process.kill()
@@ -80,7 +81,7 @@ def test_replay_reports_are_on_the_recording_clock():
     reports = replay_reports(SYNTHETIC, duration_s=5)
     times = sorted({r["generated_at"] for r in reports})
     assert all(t % 250 == 0 for t in times)  # on the period grid
-    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [250] * (len(times) - 1)
+    assert [b - a for a, b in itertools.pairwise(times)] == [250] * (len(times) - 1)
     assert all(r["writer"]["nodeId"] == "replay" for r in reports)
 
 

@@ -21,6 +21,7 @@ from marketcore.profile import (
     Problem,
     Profile,
     ProfileError,
+    source_lookup,
     structure_options,
 )
 
@@ -48,12 +49,7 @@ class _Builder:
         self.profile = profile
         self.registries = registries
         self.problems: list[Problem] = []
-
-    def source_of(self, path: str) -> str:
-        for env_path, variable in self.profile.env_paths.items():
-            if path == env_path or path.startswith((env_path + ".", env_path + "[")):
-                return f"environment {variable}"
-        return self.profile.source
+        self.source_of = source_lookup(profile.source, profile.env_paths)
 
     def problem(self, path: str, expected: str, found: str) -> None:
         self.problems.append(Problem(self.source_of(path), path, expected, found))

@@ -34,7 +34,8 @@ from marketcore.profile import (
     parse_profile,
 )
 
-PROFILE_HINT = "hint: `marketcore validate PROFILE` lists every problem; `marketcore init` writes a starter profile"
+PROFILE_HINT = ("hint: `marketcore validate PROFILE` lists every problem; "
+                "`marketcore init` writes a starter profile")
 
 
 class UsageError(Exception):

@@ -176,7 +176,8 @@ class PluginManager(pluggy.PluginManager):
     ) -> Callable[..., None]:
         distribution, version = self.distribution_of(plugin_name)
 
-        def register(name: str, factory: Callable[[Any], Any], *, options: type | None = None) -> None:
+        def register(name: str, factory: Callable[[Any], Any], *,
+                     options: type | None = None) -> None:
             if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
                 raise PluginError(
                     f"plugin {plugin_name!r} ({distribution}) registered a {kind} with an "
@@ -209,7 +210,8 @@ class PluginManager(pluggy.PluginManager):
             if plugin is None or name is None:
                 continue
             registers = {
-                kind: tuple(sorted(r.name for r in registries.of(kind).values() if r.plugin == name))
+                kind: tuple(sorted(r.name for r in registries.of(kind).values()
+                                   if r.plugin == name))
                 for kind in COMPONENT_KINDS
             }
             hooks = tuple(sorted(

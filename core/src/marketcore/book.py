@@ -26,7 +26,7 @@ quantity difference to the innermost band that contains it (the bands are nested
 query at a new mid moves each edge by walking only the levels between the old and the
 new edge. Running float sums drift by rounding, so a band that is empty is reset to an
 exact zero, and all running sums are rebuilt from the levels every
-``_REBUILD_EVERY_CHANGES`` applied changes.
+:attr:`Book.REBUILD_EVERY_CHANGES` applied changes.
 """
 
 from __future__ import annotations
@@ -44,9 +44,6 @@ __all__ = ["MAX_TRACKED_BANDS", "Book"]
 
 MAX_TRACKED_BANDS = 4
 """The apply loop keeps the running band sums in local variables, one per tracked band."""
-
-_REBUILD_EVERY_CHANGES = 1 << 20
-"""Applied level changes after which the running band sums are recomputed from scratch."""
 
 _LEVELS_PER_BUCKET = 8
 """Target bucket occupancy near the top of the book: few enough to sort at query time,
@@ -89,6 +86,10 @@ class Book:
     Prices must be finite and positive; the venue validates its input (a quantity that
     is not ``> 0``, including NaN, removes the level).
     """
+
+    REBUILD_EVERY_CHANGES = 1 << 20
+    """Applied level changes after which the next band query recomputes the running band
+    sums from the levels, which bounds their rounding drift (about 0.1 ms per rebuild)."""
 
     def __init__(self, *, track_bands_bps: Sequence[float] = (10, 25, 50, 100)) -> None:
         bands = sorted({float(bps) for bps in track_bands_bps})
@@ -239,7 +240,7 @@ class Book:
                 self._asks, -_INF, mid * (1 + bps / 1e4), width, lo_closed=False
             )
             return (bid_qty, ask_qty, bid_notional, ask_notional)
-        if mid != self._anchor_mid or self._changes_since_rebuild >= _REBUILD_EVERY_CHANGES:
+        if mid != self._anchor_mid or self._changes_since_rebuild >= self.REBUILD_EVERY_CHANGES:
             self._anchor(mid)
         bids, asks = self._bids, self._asks
         return (
@@ -280,7 +281,7 @@ class Book:
 
     def _anchor(self, mid: float) -> None:
         """Move every tracked band edge to ``mid``, walking the levels between edges."""
-        if self._changes_since_rebuild >= _REBUILD_EVERY_CHANGES:
+        if self._changes_since_rebuild >= self.REBUILD_EVERY_CHANGES:
             _forget_bands(self._bids, _INF)
             _forget_bands(self._asks, -_INF)
             self._changes_since_rebuild = 0
@@ -326,7 +327,7 @@ def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], width: float) ->
             if not bucket:
                 del buckets[k]
                 ids.pop(bisect_left(ids, k))
-        if p >= e0:
+        if p > e0:
             q0 += dq
             n0 += dq * p
         elif p >= e1:

@@ -42,7 +42,7 @@ class CommandRegistrar:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The ``marketcore`` command: ``main(["validate", "profile.toml"])`` returns the exit status."""
+    """The ``marketcore`` command; ``main(["validate", "p.toml"])`` returns the exit status."""
     from marketcore._cli import run  # the CLI's machinery imports this module
 
     return run(argv)

@@ -337,10 +337,10 @@ def make_converter() -> cattrs.Converter:
     # ``source`` and ``env_paths`` describe where a profile came from; they are
     # never read from TOML (an extra-key error) nor written back.
     hidden = {"source": override(omit=True), "env_paths": override(omit=True)}
-    converter.register_structure_hook(
-        Profile, make_dict_structure_fn(Profile, converter, _cattrs_forbid_extra_keys=True, **hidden)
-    )
-    converter.register_unstructure_hook(Profile, make_dict_unstructure_fn(Profile, converter, **hidden))
+    converter.register_structure_hook(Profile, make_dict_structure_fn(
+        Profile, converter, _cattrs_forbid_extra_keys=True, **hidden))
+    converter.register_unstructure_hook(Profile, make_dict_unstructure_fn(
+        Profile, converter, **hidden))
     return converter
 
 
@@ -391,7 +391,8 @@ def _join(path: str, part: str | int) -> str:
     return f"{path}.{part}" if path else part
 
 
-def _problems_from(error: BaseException, path: str, source_of: Callable[[str], str]) -> list[Problem]:
+def _problems_from(error: BaseException, path: str,
+                   source_of: Callable[[str], str]) -> list[Problem]:
     """Flatten a cattrs error tree into one Problem per leaf."""
     for note in getattr(error, "__notes__", ()):
         if isinstance(note, AttributeValidationNote):
@@ -440,17 +441,19 @@ def structure_options(
 
     Raises :class:`ProfileError` naming ``source`` and ``path.<key>``.
     """
-    source_of = _source_lookup(source, env_paths or {})
+    source_of = source_lookup(source, env_paths or {})
     try:
         return _CONVERTER.structure(dict(data), cls)
     except Exception as error:  # cattrs raises exception groups of anything
         raise ProfileError(_problems_from(error, path, source_of)) from None
 
 
-def _source_lookup(source: str, env_paths: Mapping[str, str]) -> Callable[[str], str]:
+def source_lookup(source: str, env_paths: Mapping[str, str]) -> Callable[[str], str]:
+    """``source_of(key_path)``: the environment variable that set the key, else ``source``."""
+
     def source_of(path: str) -> str:
         for env_path, variable in env_paths.items():
-            if path == env_path or path.startswith(env_path + ".") or path.startswith(env_path + "["):
+            if path == env_path or path.startswith((env_path + ".", env_path + "[")):
                 return f"environment {variable}"
         return source
 
@@ -539,7 +542,8 @@ def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> 
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise ProfileError([Problem(str(path), "", "a readable TOML file", error.strerror or str(error))]) from None
+        found = error.strerror or str(error)
+        raise ProfileError([Problem(str(path), "", "a readable TOML file", found)]) from None
     return parse_profile(text, str(path), environ)
 
 
@@ -559,7 +563,7 @@ def parse_profile(text: str, source: str, environ: Mapping[str, str] | None = No
     )
     if problems:
         raise ProfileError(problems)
-    source_of = _source_lookup(source, env_paths)
+    source_of = source_lookup(source, env_paths)
     for required, expected in (("node", "a [node] table with symbols = [...]"),
                                ("venue", 'a [venue] table with use = "<venue>"')):
         if required not in data:

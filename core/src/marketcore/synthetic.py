@@ -72,7 +72,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import attrs
 import numpy as np
@@ -179,7 +179,7 @@ class _Instrument:
         )
 
 
-def _blocks(draw: Callable[[int], np.ndarray]) -> Iterator[float]:
+def _blocks(draw: Callable[[int], np.ndarray]) -> Iterator[Any]:
     """An endless iterator over numpy draws made a block at a time (numpy per scalar is slow)."""
     while True:
         yield from draw(_BLOCK).tolist()
@@ -188,11 +188,12 @@ def _blocks(draw: Callable[[int], np.ndarray]) -> Iterator[float]:
 class _Draws:
     """Scalar random streams of one symbol, all from its PCG64 generator; call them.
 
-    ``size`` and ``fill`` are the log-normal factors of resting and trade sizes,
-    precomputed in blocks because they are drawn for nearly every level a step touches.
+    ``size`` and ``fill`` are the log-normal factors of resting and trade sizes, and
+    ``quad`` four uniforms at once, precomputed in blocks because they are drawn for
+    nearly every level a step touches.
     """
 
-    __slots__ = ("exponential", "fill", "normal", "size", "uniform")
+    __slots__ = ("exponential", "fill", "normal", "quad", "size", "uniform")
 
     def __init__(self, rng: np.random.Generator) -> None:
         def lognormal(sigma: float) -> Callable[[int], np.ndarray]:
@@ -203,6 +204,7 @@ class _Draws:
         self.exponential = partial(next, _blocks(rng.standard_exponential))
         self.size = partial(next, _blocks(lognormal(_SIZE_SIGMA)))
         self.fill = partial(next, _blocks(lognormal(_TRADE_SIGMA)))
+        self.quad = partial(next, _blocks(lambda n: rng.random((n, 4))))
 
     def poisson(self, lam: float) -> int:
         """Knuth's product method for the small means used here; normal beyond."""
@@ -425,6 +427,11 @@ class _SymbolSim:
         self.bids, self.asks = _Side(-1), _Side(1)
         self._seed_book(rng, inst.start_ticks)
         self.day = self._prior_day(rng)
+        start = config.start_ms
+        self.jump_due_ms = self._next_ms(start, config.jump_every_s)
+        self.wall_due_ms = self._next_ms(start, config.wall_every_s)
+        self.vacuum_due_ms = self._next_ms(start, config.vacuum_every_s)
+        self.iceberg_due_ms = self._next_ms(start, config.iceberg_every_s)
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -481,8 +488,9 @@ class _SymbolSim:
     def next_step_ms(self) -> int:
         return self.config.start_ms + self.phase_ms + round(self.steps * self.step_ms)
 
-    def _chance(self, every_s: float, dt_s: float) -> bool:
-        return every_s > 0 and self.draw.uniform() < dt_s / every_s
+    def _next_ms(self, t_ms: int, every_s: float) -> float:
+        """When a feature with mean interval ``every_s`` comes next (Poisson; 0 is never)."""
+        return t_ms + self.draw.exponential() * every_s * 1000.0 if every_s > 0 else math.inf
 
     # -- one step -------------------------------------------------------------------
 
@@ -506,14 +514,14 @@ class _SymbolSim:
         out: list[_Item] = []
         shock = self.draw.normal()
         move = self.config.volatility_bps * 1e-4 * math.sqrt(dt_s) * shock
-        jump = self._jump(t1, dt_s)
+        jump = self._jump(t1) if t1 >= self.jump_due_ms else 0.0
         lean = shock + (3.0 if jump > 0 else -3.0 if jump < 0 else 0.0)
         self._trades(t0, t1, lean, burst=jump != 0.0, out=out)
         self.mid *= math.exp(move + jump)
         self._drift(dt_s, t1)
         self._recenter()
         self._random_changes(dt_s)
-        self._features(t1, dt_s)
+        self._features(t1)
         self._cross_if_due()
         self._keep_depth()
         self._emit_delta(t1, out)
@@ -521,10 +529,9 @@ class _SymbolSim:
         self.t_ms = t1
         return out
 
-    def _jump(self, t_ms: int, dt_s: float) -> float:
+    def _jump(self, t_ms: int) -> float:
         """A rare large move (log return) that leaves a few seconds of stress."""
-        if not self._chance(self.config.jump_every_s, dt_s):
-            return 0.0
+        self.jump_due_ms = self._next_ms(t_ms, self.config.jump_every_s)
         self.stress_until_ms = t_ms + 3000
         self.spread = 4 + int(self.draw.uniform() * 7)
         size = self.config.volatility_bps * 1e-4 * (8.0 + 22.0 * self.draw.uniform())
@@ -651,36 +658,39 @@ class _SymbolSim:
         )
 
     def _random_changes(self, dt_s: float) -> None:
-        """Resize, cancel and add resting orders, mostly near the top."""
-        draw = self.draw
-        uniform = draw.uniform
-        for _ in range(draw.poisson(_MODS_PER_SEC * dt_s)):
-            side = self.bids if uniform() < 0.5 else self.asks
+        """Add, resize and cancel resting orders, mostly near the top.
+
+        Four uniforms per change: the side; the rank (70 % exponential near the touch,
+        else anywhere); the action; where in the gap a new level goes.
+        """
+        quad = self.draw.quad
+        for _ in range(self.draw.poisson(_MODS_PER_SEC * dt_s)):
+            side_u, rank_u, action_u, place_u = quad()
+            side = self.bids if side_u < 0.5 else self.asks
             count = len(side.keys)
-            if uniform() < 0.7:
-                rank = min(count - 1, int(draw.exponential() * _NEAR_RANK))
+            if rank_u < 0.7:
+                rank = min(count - 1, int(-math.log(1.0 - rank_u / 0.7) * _NEAR_RANK))
             else:
-                rank = int(uniform() * count)
-            action = uniform()
-            if action < 0.35:
-                self._insert_after(side, rank)
+                rank = int((rank_u - 0.7) / 0.3 * count)
+            if action_u < 0.35:
+                self._insert_after(side, rank, place_u)
                 continue
             tick = side.tick_at(rank)
             if not self._movable(side, tick):
                 continue
-            if action < 0.7 or rank == 0:
+            if action_u < 0.7 or rank == 0:
                 side.set(tick, self._size(side, abs(tick - side.touch())))
             else:
                 side.remove(tick)
 
-    def _insert_after(self, side: _Side, rank: int) -> None:
+    def _insert_after(self, side: _Side, rank: int, place_u: float) -> None:
         if rank + 1 >= len(side.keys):
             return
         inner, outer = side.tick_at(rank), side.tick_at(rank + 1)
         room = abs(outer - inner) - 1
         if room < 1:
             return
-        tick = inner + side.sign * (1 + int(self.draw.uniform() * room))
+        tick = inner + side.sign * (1 + int(place_u * room))
         if tick not in side.changes:
             side.set(tick, self._size(side, abs(tick - side.touch())))
 
@@ -697,18 +707,24 @@ class _SymbolSim:
 
     # -- walls, thin stretches, icebergs, faults -------------------------------------
 
-    def _features(self, t_ms: int, dt_s: float) -> None:
+    def _features(self, t_ms: int) -> None:
+        """Walls, thin stretches and icebergs come and go on their own Poisson clocks."""
         config = self.config
         if self.walls:
             self._expire_walls(t_ms)
-        if len(self.walls) < _MAX_WALLS and self._chance(config.wall_every_s, dt_s):
-            self._place_wall(t_ms)
-        if self._chance(config.vacuum_every_s, dt_s):
+        if t_ms >= self.wall_due_ms:
+            self.wall_due_ms = self._next_ms(t_ms, config.wall_every_s)
+            if len(self.walls) < _MAX_WALLS:
+                self._place_wall(t_ms)
+        if t_ms >= self.vacuum_due_ms:
+            self.vacuum_due_ms = self._next_ms(t_ms, config.vacuum_every_s)
             self._thin_stretch()
         if self.iceberg is not None and self.iceberg.until_ms <= t_ms:
             self.iceberg = None
-        if self.iceberg is None and self._chance(config.iceberg_every_s, dt_s):
-            self._start_iceberg(t_ms)
+        if t_ms >= self.iceberg_due_ms:
+            self.iceberg_due_ms = self._next_ms(t_ms, config.iceberg_every_s)
+            if self.iceberg is None:
+                self._start_iceberg(t_ms)
         if self.iceberg is not None:
             self._refill_iceberg()
 

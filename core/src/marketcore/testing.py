@@ -26,10 +26,10 @@ from marketcore._plugins import DEFAULT_PLUGINS, PluginManager, get_plugin_manag
 from marketcore._runtime import make_node, run_live, run_replay
 from marketcore.clock import SimulatedClock, WallClock
 from marketcore.components import Calculator, Cycle, Needs, Publication, WriterToken
-from marketcore.node import NodeInfo
-from marketcore.profile import Profile, parse_profile
 from marketcore.events import BookSnapshot, Side, Ticker, Trade, VenueState, VenueStatus
+from marketcore.node import NodeInfo
 from marketcore.pipeline import Pipeline
+from marketcore.profile import Profile, parse_profile
 from marketcore.report import base_report, encode_report, json_schema
 from marketcore.state import SymbolState
 

@@ -43,6 +43,10 @@ def _touch(report: Mapping[str, Any], side: str) -> Any:
     return touch.get("price") if isinstance(touch, Mapping) else None
 
 
+def _count(items: Any) -> str:
+    return str(len(items)) if isinstance(items, list) else "-"
+
+
 def _imbalance(report: Mapping[str, Any]) -> Any:
     bands = (report.get("depth") or {}).get("bands") or []
     for band in bands:
@@ -66,8 +70,8 @@ COLUMNS = (
     ("SPREAD bp", 9, lambda r: _num(r.get("spread_bps"))),
     ("IMB", 6, lambda r: _num(_imbalance(r))),
     ("NET FLOW", 11, lambda r: _num(_net_flow(r), 3)),
-    ("WALLS", 5, lambda r: str(len((r.get("liquidity") or {}).get("walls") or ())) if "liquidity" in r else "-"),
-    ("ANOM", 4, lambda r: str(len(r["anomalies"])) if "anomalies" in r else "-"),
+    ("WALLS", 5, lambda r: _count((r.get("liquidity") or {}).get("walls"))),
+    ("ANOM", 4, lambda r: _count(r.get("anomalies"))),
     ("HEALTH", 6, lambda r: str((r.get("health") or {}).get("score", "-"))),
 )
 

@@ -52,7 +52,8 @@ class SyntheticVenue:
         heap: list[tuple[int, str, Event]] = []
         while True:
             for symbol in self._symbols - streams.keys():
-                stream = SyntheticMarket([symbol], self._config(time.time_ns() // 1_000_000)).events()
+                start_ms = time.time_ns() // 1_000_000
+                stream = SyntheticMarket([symbol], self._config(start_ms)).events()
                 streams[symbol] = stream
                 _push(heap, symbol, stream)
             for symbol in streams.keys() - self._symbols:

@@ -1,0 +1,344 @@
+"""Tests of the L2 book: literal examples, a reference model, and the float-key property."""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marketcore.book import MAX_TRACKED_BANDS, Book
+
+NAN = float("nan")
+
+# ------------------------------------------------------------------ literal books
+
+BIDS = [(100.0, 1.0), (99.5, 2.0), (99.0, 3.0)]
+ASKS = [(100.5, 1.5), (101.0, 2.5), (102.0, 4.0)]
+
+
+def literal_book() -> Book:
+    book = Book()
+    book.load_snapshot(BIDS, ASKS)
+    return book
+
+
+def test_best_prices_mid_and_counts() -> None:
+    book = literal_book()
+    assert book.best_bid() == (100.0, 1.0)
+    assert book.best_ask() == (100.5, 1.5)
+    assert book.mid() == 100.25
+    assert not book.is_crossed()
+    assert (book.bid_count, book.ask_count, len(book)) == (3, 3, 6)
+
+
+def test_top_is_best_first_and_truncated() -> None:
+    book = literal_book()
+    assert book.top("bid", 2) == [(100.0, 1.0), (99.5, 2.0)]
+    assert book.top("ask", 2) == [(100.5, 1.5), (101.0, 2.5)]
+    assert book.top("bid", 10) == BIDS
+    assert book.top("ask", 0) == []
+    assert book.top("ask", -1) == []
+
+
+def test_band_sums_tracked_and_untracked() -> None:
+    book = literal_book()
+    # mid 100.25; 50 bps: bids >= 99.74875, asks <= 100.75125
+    assert book.band_sums(50) == (1.0, 1.5, 100.0, 150.75)
+    # 100 bps: bids >= 99.2475, asks <= 101.2525
+    assert book.band_sums(100) == (3.0, 4.0, 299.0, 403.25)
+    # 200 bps is not tracked: bids >= 98.245, asks <= 102.255 (every level)
+    assert book.band_sums(200) == (6.0, 8.0, 596.0, 811.25)
+    # 1 bp holds nothing
+    assert book.band_sums(1) == (0.0, 0.0, 0.0, 0.0)
+    assert book.band_sums(10) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_band_sums_follow_changes_and_the_mid() -> None:
+    book = literal_book()
+    assert book.band_sums(50) == (1.0, 1.5, 100.0, 150.75)
+    book.apply([(100.0, 4.0), (99.75, 1.0)], [])  # mid unchanged, inside the band
+    assert book.band_sums(50) == (5.0, 1.5, 499.75, 150.75)
+    book.apply([], [(100.5, 0.0)])  # the best ask goes: mid 100.5, bands move up
+    # bids >= 99.9975: 100.0 (4.0); asks <= 101.0025: 101.0 (2.5)
+    assert book.band_sums(50) == (4.0, 2.5, 400.0, 252.5)
+    book.apply([(100.0, 0.0), (99.75, 0.0)], [])  # mid (99.5 + 101) / 2 = 100.25
+    assert book.band_sums(50) == (0.0, 0.0, 0.0, 0.0)
+    assert book.band_sums(100) == (2.0, 2.5, 199.0, 252.5)
+
+
+def test_removals_and_non_positive_quantities() -> None:
+    book = literal_book()
+    book.apply([(98.0, 0.0)], [(150.0, 0.0)])  # absent levels: nothing happens
+    assert len(book) == 6
+    book.apply([(99.5, 0.0), (99.0, -1.0)], [(101.0, NAN)])  # qty not > 0 removes
+    assert book.top("bid", 10) == [(100.0, 1.0)]
+    assert book.top("ask", 10) == [(100.5, 1.5), (102.0, 4.0)]
+    assert book.qty_at("bid", 99.5) == 0.0
+    book.apply([(99.5, 7.0), (99.5, 8.0)], [])  # the last change of a price wins
+    assert book.qty_at("bid", 99.5) == 8.0
+
+
+def test_crossed_and_locked_books() -> None:
+    book = Book()
+    book.load_snapshot([(101.0, 1.0)], [(101.0, 2.0)])
+    assert book.is_crossed()
+    assert book.mid() == 101.0
+    book.apply([(102.0, 1.0)], [])
+    assert book.is_crossed()
+    assert book.mid() == 101.5
+    # bids >= 101.5 * 0.995 = 100.9925 (both); asks <= 102.0075 (the one)
+    assert book.band_sums(50) == (2.0, 2.0, 203.0, 202.0)
+
+
+def test_empty_book_and_empty_side() -> None:
+    book = Book()
+    assert book.best_bid() is None and book.best_ask() is None and book.mid() is None
+    assert not book.is_crossed()
+    assert book.band_sums(50) == (0.0, 0.0, 0.0, 0.0)
+    assert book.top("bid", 5) == []
+    assert book.qty_at("ask", 1.0) == 0.0
+    prices, qtys = book.side_arrays("bid")
+    assert prices.shape == qtys.shape == (0,)
+    assert len(book) == 0
+    book.apply([], [(10.0, 1.0)])
+    assert book.best_ask() == (10.0, 1.0)
+    assert book.mid() is None
+    assert book.band_sums(50) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_load_snapshot_replaces_everything() -> None:
+    book = literal_book()
+    book.apply([(99.9, 1.0)], [(100.6, 1.0)])
+    book.load_snapshot([(50.0, 1.0), (49.0, 0.0)], [(51.0, 2.0), (52.0, -3.0)])
+    assert book.top("bid", 10) == [(50.0, 1.0)]
+    assert book.top("ask", 10) == [(51.0, 2.0)]
+    assert book.band_sums(100) == (1.0, 2.0, 50.0, 102.0)
+    book.clear()
+    assert len(book) == 0 and book.best_bid() is None
+
+
+def test_side_arrays_are_best_first_copies() -> None:
+    book = literal_book()
+    prices, qtys = book.side_arrays("bid")
+    assert prices.dtype == qtys.dtype == np.float64
+    assert prices.tolist() == [100.0, 99.5, 99.0] and qtys.tolist() == [1.0, 2.0, 3.0]
+    prices[:] = 0.0
+    assert book.side_arrays("bid")[0].tolist() == [100.0, 99.5, 99.0]
+    assert book.side_arrays("ask")[0].tolist() == [100.5, 101.0, 102.0]
+
+
+def test_qty_at() -> None:
+    book = literal_book()
+    assert book.qty_at("bid", 99.5) == 2.0
+    assert book.qty_at("ask", 99.5) == 0.0
+    assert book.qty_at("ask", 102.0) == 4.0
+
+
+def test_bad_arguments() -> None:
+    book = literal_book()
+    with pytest.raises(ValueError, match="side"):
+        book.top("buy", 1)
+    with pytest.raises(ValueError, match="side"):
+        book.qty_at("BID", 100.0)
+    with pytest.raises(ValueError, match="at most"):
+        Book(track_bands_bps=range(1, MAX_TRACKED_BANDS + 2))
+    with pytest.raises(ValueError, match="bps"):
+        Book(track_bands_bps=(0,))
+
+
+def test_tracked_bands_are_sorted_and_deduplicated() -> None:
+    assert Book(track_bands_bps=(50, 10, 50)).tracked_bands_bps == (10.0, 50.0)
+
+
+def test_prices_at_15_significant_digits_are_distinct_levels() -> None:
+    book = Book()
+    book.load_snapshot([(12345678.9012345, 1.0), (12345678.9012344, 2.0)], [])
+    assert book.bid_count == 2
+    assert book.top("bid", 2) == [(12345678.9012345, 1.0), (12345678.9012344, 2.0)]
+
+
+# -------------------------------------------------------------- reference model
+
+
+class ReferenceBook:
+    """The obvious book: two dicts, every query computed from scratch with ``sorted``."""
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+
+    def load_snapshot(self, bids: list, asks: list) -> None:
+        self.bids = {p: q for p, q in bids if q > 0.0}
+        self.asks = {p: q for p, q in asks if q > 0.0}
+
+    def apply(self, bids: list, asks: list) -> None:
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for p, q in levels:
+                if q > 0.0:
+                    side[p] = q
+                else:
+                    side.pop(p, None)
+
+    def levels(self, side: str) -> list[tuple[float, float]]:
+        if side == "bid":
+            return sorted(self.bids.items(), reverse=True)
+        return sorted(self.asks.items())
+
+    def best(self, side: str) -> tuple[float, float] | None:
+        levels = self.levels(side)
+        return levels[0] if levels else None
+
+    def mid(self) -> float | None:
+        bid, ask = self.best("bid"), self.best("ask")
+        return None if bid is None or ask is None else (bid[0] + ask[0]) / 2
+
+    def band_sums(self, bps: float) -> tuple[float, float, float, float]:
+        mid = self.mid()
+        if mid is None:
+            return (0.0, 0.0, 0.0, 0.0)
+        bids = [(p, q) for p, q in self.bids.items() if p >= mid * (1 - bps / 1e4)]
+        asks = [(p, q) for p, q in self.asks.items() if p <= mid * (1 + bps / 1e4)]
+        return (
+            sum(q for _, q in bids),
+            sum(q for _, q in asks),
+            sum(p * q for p, q in bids),
+            sum(p * q for p, q in asks),
+        )
+
+
+TRACKED = [(10, 25, 50, 100), (5, 300), (1, 2, 3, 4), (75,)]
+UNTRACKED = (0.5, 7, 33.3, 250, 2000)
+
+
+GRIDS = [("0.01", 6_000_000), ("0.00001", 10_000), ("0.5", 200)]
+"""Tick sizes with a centre price in ticks: BTC-like, a low-priced coin, a coarse grid."""
+
+
+@st.composite
+def price_pools(draw: st.DrawFn, step: str, centre: int) -> list[float]:
+    """The prices one example draws its levels from, so that levels are often hit again:
+    mostly within ±0.2% and ±2% of the centre (bids and asks cross), some far away."""
+    near = st.integers(centre - centre // 500, centre + centre // 500)
+    wide = st.integers(centre - centre // 50, centre + centre // 50)
+    far = st.integers(1, centre * 3)
+    ticks = draw(st.lists(st.one_of(near, near, wide, far), min_size=1, max_size=40))
+    return [decimal_float(t, step) for t in ticks]
+
+
+def decimal_float(units: int, step: str) -> float:
+    """The float of the decimal ``units * step``, as a venue's decimal string decodes."""
+    return float(str(Decimal(units) * Decimal(step)))
+
+
+quantities = st.one_of(
+    st.integers(1, 10**7).map(lambda n: decimal_float(n, "0.00001")),
+    st.just(0.0),
+    st.sampled_from([-1.0, NAN]),
+)
+
+
+def assert_same(book: Book, ref: ReferenceBook, scale: tuple[float, float], bands: list) -> None:
+    """Every query of ``book`` against the reference. Band sums may differ by the
+    rounding of running sums: ``scale`` bounds the quantity and the notional of
+    everything ever added to the book."""
+    assert book.best_bid() == ref.best("bid")
+    assert book.best_ask() == ref.best("ask")
+    assert book.mid() == ref.mid()
+    bid, ask = ref.best("bid"), ref.best("ask")
+    assert book.is_crossed() == (bid is not None and ask is not None and bid[0] >= ask[0])
+    assert (book.bid_count, book.ask_count) == (len(ref.bids), len(ref.asks))
+    assert len(book) == len(ref.bids) + len(ref.asks)
+    for side in ("bid", "ask"):
+        levels = ref.levels(side)
+        for n in (1, 3, 20, 1000):
+            assert book.top(side, n) == levels[:n]
+        prices, qtys = book.side_arrays(side)
+        assert prices.tolist() == [p for p, _ in levels]
+        assert qtys.tolist() == [q for _, q in levels]
+        for p, q in levels[:5]:
+            assert book.qty_at(side, p) == q
+    assert book.qty_at("bid", 0.123) == ref.bids.get(0.123, 0.0)
+    qty_scale, notional_scale = scale
+    for bps in bands:
+        got, want = book.band_sums(bps), ref.band_sums(bps)
+        tolerances = (qty_scale, qty_scale, notional_scale, notional_scale)
+        for g, w, tol in zip(got, want, tolerances, strict=True):
+            assert math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-9 * tol), (bps, got, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), tracked=st.sampled_from(TRACKED), grid=st.sampled_from(GRIDS))
+def test_matches_reference_model(
+    data: st.DataObject, tracked: tuple[float, ...], grid: tuple[str, int]
+) -> None:
+    book, ref = Book(track_bands_bps=tracked), ReferenceBook()
+    if data.draw(st.booleans(), label="rebuild often"):
+        book.REBUILD_EVERY_CHANGES = data.draw(st.integers(1, 20), label="rebuild every")
+    pool = data.draw(price_pools(*grid), label="prices")
+    levels = st.lists(st.tuples(st.sampled_from(pool), quantities), max_size=12)
+    qty_scale = notional_scale = 1.0
+    for _ in range(data.draw(st.integers(1, 25), label="steps")):
+        op = data.draw(st.sampled_from(["apply"] * 6 + ["snapshot", "empty side", "clear"]))
+        if op == "clear":
+            book.clear()
+            ref = ReferenceBook()
+            continue
+        if op == "empty side":
+            side = data.draw(st.sampled_from(["bid", "ask"]))
+            removals = [(p, 0.0) for p in (ref.bids if side == "bid" else ref.asks)]
+            bids, asks = (removals, []) if side == "bid" else ([], removals)
+        else:
+            bids, asks = data.draw(levels, label="bids"), data.draw(levels, label="asks")
+        qty_scale += sum(q for _, q in bids + asks if q > 0.0)
+        notional_scale += sum(p * q for p, q in bids + asks if q > 0.0)
+        if op == "snapshot":
+            book.load_snapshot(bids, asks)
+            ref.load_snapshot(bids, asks)
+        else:
+            book.apply(bids, asks)
+            ref.apply(bids, asks)
+        # Band queries are skipped now and then, so the bands' anchor sometimes has to
+        # move across many changes and a large move of the mid.
+        bands = data.draw(
+            st.lists(st.sampled_from([*tracked, *UNTRACKED]), max_size=4), label="bands"
+        )
+        assert_same(book, ref, (qty_scale, notional_scale), bands)
+
+
+# ---------------------------------------------------------- prices as float keys
+
+significant = st.integers(1, 10**15 - 1)  # at most 15 significant digits
+exponent = st.integers(-20, 20)
+
+
+def decimal_string(digits: int, exp: int) -> str:
+    return str(Decimal(digits).scaleb(exp))
+
+
+@given(a=significant, b=significant, exp_a=exponent, exp_b=exponent)
+def test_distinct_decimals_of_15_digits_are_distinct_floats(
+    a: int, b: int, exp_a: int, exp_b: int
+) -> None:
+    sa, sb = decimal_string(a, exp_a), decimal_string(b, exp_b)
+    assert (float(sa) == float(sb)) == (Decimal(sa) == Decimal(sb))
+
+
+@given(digits=significant, exp=exponent)
+def test_neighbouring_15_digit_decimals_are_distinct_floats(digits: int, exp: int) -> None:
+    """The hardest pair: decimals one unit apart in the 15th significant digit."""
+    assert float(decimal_string(digits, exp)) != float(decimal_string(digits + 1, exp))
+
+
+@given(digits=significant, exp=exponent, trailing_zeros=st.integers(0, 8))
+def test_15_digit_decimals_round_trip_through_float(
+    digits: int, exp: int, trailing_zeros: int
+) -> None:
+    """``float(s)`` printed with 15 significant digits gives ``s`` back, so no two such
+    strings share a float; Binance pads prices with zeros ("61737.63000000")."""
+    text = decimal_string(digits, exp)
+    if "E" not in text and "." in text:
+        text += "0" * trailing_zeros
+    assert Decimal(format(float(text), ".15g")) == Decimal(text)
