@@ -27,6 +27,7 @@ __all__ = [
     "BookDelta",
     "BookSnapshot",
     "Event",
+    "Instrument",
     "Level",
     "Side",
     "Ticker",
@@ -133,5 +134,20 @@ class VenueStatus:
     recv_ns: int = 0
 
 
-Event = BookSnapshot | BookDelta | Trade | Ticker | VenueStatus
+@attrs.frozen(slots=True)
+class Instrument:
+    """Static facts about ``symbol``: its price and quantity grid.
+
+    A venue emits it once a symbol is subscribed (before or with the first
+    snapshot), and again if the exchange changes the grid. Calculators that
+    work on price levels (vacuums, volume profile) read ``tick_size``.
+    """
+
+    symbol: str
+    tick_size: float
+    lot_size: float = 0.0
+    recv_ns: int = 0
+
+
+Event = BookSnapshot | BookDelta | Trade | Ticker | VenueStatus | Instrument
 """Any event a venue emits."""

@@ -54,7 +54,7 @@ BASE_FIELDS = (
     "ingestion", "last_price", "change_24h_pct", "high_24h", "low_24h", "volume_24h",
 )
 STANDARD_SECTIONS = frozenset({
-    "best_bid", "best_ask", "spread_bps", "mid_price", "micro_price", "depth", "flow",
+    "best_bid", "best_ask", "book_state", "spread_bps", "mid_price", "micro_price", "depth", "flow",
     "liquidity", "walls", "vacuums", "volume_profile", "anomalies", "health",
 })
 """Sections of the standard schema. A calculator section outside this set is

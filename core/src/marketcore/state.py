@@ -19,6 +19,7 @@ from marketcore.events import (
     BookDelta,
     BookSnapshot,
     Event,
+    Instrument,
     Side,
     Ticker,
     Trade,
@@ -185,6 +186,8 @@ class SymbolState:
     * ``level_history`` — a :class:`LevelHistory` (or ``None`` if no calculator
       asked for one);
     * ``ticker`` — the last :class:`marketcore.events.Ticker`, or ``None``;
+    * ``tick_size`` / ``lot_size`` — the instrument's grid from the venue's
+      :class:`marketcore.events.Instrument`, or ``None`` while unknown;
     * ``last_event_ms`` — the latest exchange time of any applied event;
     * ``last_recv_ns`` — local receive time of the latest event;
     * ``last_update_id`` — the venue sequence id of the last applied book event;
@@ -193,8 +196,8 @@ class SymbolState:
     """
 
     __slots__ = ("_apply", "_scratch", "book", "counts", "last_event_ms", "last_recv_ns",
-                 "last_update_id", "level_history", "symbol", "ticker", "trades", "venue",
-                 "venue_reason", "venue_state")
+                 "last_update_id", "level_history", "lot_size", "symbol", "tick_size", "ticker",
+                 "trades", "venue", "venue_reason", "venue_state")
 
     def __init__(self, symbol: str, venue: str, needs: Needs = Needs(), *,
                  book: Book | None = None, max_trades: int = 65_536) -> None:
@@ -204,6 +207,8 @@ class SymbolState:
         self.trades = TradeRing(needs.trade_window_ms, max_trades=max_trades)
         self.level_history = LevelHistory(needs.level_history) if needs.level_history else None
         self.ticker: Ticker | None = None
+        self.tick_size: float | None = None
+        self.lot_size: float | None = None
         self.last_event_ms: int | None = None
         self.last_recv_ns: int | None = None
         self.last_update_id: int | None = None
@@ -217,6 +222,7 @@ class SymbolState:
             BookSnapshot: self._apply_snapshot,
             Ticker: self._apply_ticker,
             VenueStatus: self._apply_status,
+            Instrument: self._apply_instrument,
         }
 
     def apply(self, event: Event) -> None:
@@ -263,6 +269,10 @@ class SymbolState:
         if event.state is VenueState.RESYNCING and self.venue_state is not VenueState.RESYNCING:
             self.counts["resyncs"] += 1
         self.venue_state, self.venue_reason = event.state, event.reason
+
+    def _apply_instrument(self, event: Instrument) -> None:
+        self.tick_size = event.tick_size
+        self.lot_size = event.lot_size or None
 
     def sample_levels(self, depth: int = 20) -> None:
         """Record the sizes of the top ``depth`` levels of each side in the history."""

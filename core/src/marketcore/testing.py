@@ -26,7 +26,15 @@ from marketcore._plugins import DEFAULT_PLUGINS, PluginManager, get_plugin_manag
 from marketcore._runtime import make_node, run_live, run_replay
 from marketcore.clock import SimulatedClock, WallClock
 from marketcore.components import Calculator, Cycle, Needs, Publication, WriterToken
-from marketcore.events import BookSnapshot, Side, Ticker, Trade, VenueState, VenueStatus
+from marketcore.events import (
+    BookSnapshot,
+    Instrument,
+    Side,
+    Ticker,
+    Trade,
+    VenueState,
+    VenueStatus,
+)
 from marketcore.node import NodeInfo
 from marketcore.pipeline import Pipeline
 from marketcore.profile import Profile, parse_profile
@@ -59,6 +67,7 @@ def make_state(
     event_ms: int | None = None,
     needs: Needs = Needs(trade_window_ms=3_600_000, level_history=4096),
     venue_state: VenueState = VenueState.CONNECTED,
+    tick_size: float | None = None,
 ) -> SymbolState:
     """A SymbolState holding exactly the given book, trades and ticker.
 
@@ -66,6 +75,8 @@ def make_state(
     0). Trades are applied in the given order; give them in time order.
     """
     state = SymbolState(symbol, venue, needs)
+    if tick_size is not None:
+        state.apply(Instrument(symbol, tick_size))
     state.apply(BookSnapshot(symbol, list(bids), list(asks), last_update_id, event_ms))
     for index, (ts_ms, price, qty, side) in enumerate(trades):
         state.apply(Trade(symbol, price, qty, Side(side), index + 1, ts_ms))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import time
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import attrs
 
 from marketcore import hookimpl
 from marketcore.components import Emit, RegisterVenue, ReplayNotSupported
-from marketcore.events import Event
+from marketcore.events import Event, Instrument
 from marketcore.synthetic import SyntheticConfig, SyntheticMarket
 
 
@@ -53,7 +54,9 @@ class SyntheticVenue:
         while True:
             for symbol in self._symbols - streams.keys():
                 start_ms = time.time_ns() // 1_000_000
-                stream = SyntheticMarket([symbol], self._config(start_ms)).events()
+                market = SyntheticMarket([symbol], self._config(start_ms))
+                emit(Instrument(symbol, market.tick_size(symbol), recv_ns=start_ms * 1_000_000))
+                stream = market.events()
                 streams[symbol] = stream
                 _push(heap, symbol, stream)
             for symbol in streams.keys() - self._symbols:
@@ -75,8 +78,10 @@ class SyntheticVenue:
                 "the synthetic venue generates its own data and reads no recordings; "
                 "drop --recording, or use a venue that replays files")
         until_ms = self.options.start_ms + int(self.options.replay_duration_s * 1000)
-        return SyntheticMarket(sorted(symbols), self._config(self.options.start_ms)).events(
-            until_ms=until_ms)
+        market = SyntheticMarket(sorted(symbols), self._config(self.options.start_ms))
+        start_ns = self.options.start_ms * 1_000_000
+        instruments = [Instrument(s, market.tick_size(s), recv_ns=start_ns) for s in sorted(symbols)]
+        return itertools.chain(instruments, market.events(until_ms=until_ms))
 
 
 def _push(heap: list[tuple[int, str, Event]], symbol: str, stream: Iterator[Event]) -> None:
