@@ -76,32 +76,23 @@ def test_a_bad_profile_never_starts_a_node(write_profile, capsys):
     assert capsys.readouterr().out == ""  # not one report
 
 
+def validate_errors(path, capsys) -> list[str]:
+    assert main(["validate", str(path)]) == 2
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+
+
 def test_every_problem_is_listed(write_profile, capsys):
-    path = write_profile("""
-        [node]
-        symbols = ["BTCUSDT"]
-        colour = "red"
+    components = """
         [venue]
         use = "synthetic"
         levels = "many"
         [[sink]]
         use = "kafka"
-    """)
-    assert main(["validate", str(path)]) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1  # structure errors stop before components are looked up
-    assert "node.colour" in errors[0]
-    path = write_profile("""
-        [node]
-        symbols = ["BTCUSDT"]
-        [venue]
-        use = "synthetic"
-        levels = "many"
-        [[sink]]
-        use = "kafka"
-    """, "second.toml")
-    assert main(["validate", str(path)]) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    """
+    # structure errors stop before components are looked up
+    errors = validate_errors(write_profile('[node]\nsymbols = ["A"]\ncolour = "red"\n' + components), capsys)
+    assert len(errors) == 1 and "node.colour" in errors[0]
+    errors = validate_errors(write_profile('[node]\nsymbols = ["A"]\n' + components, "b.toml"), capsys)
     assert [e.split(": ")[2] for e in errors] == ["venue.levels", "sink[0].use"]
 
 

@@ -170,26 +170,20 @@ def cmd_plugins(args: argparse.Namespace, pm: PluginManager) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _speed(value: str) -> float | None:
-    if value == "max":
-        return None
-    try:
-        speed = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected 'max' or a number > 0") from None
-    if speed <= 0:
-        raise argparse.ArgumentTypeError("expected 'max' or a number > 0")
-    return speed
-
-
 def _seconds(value: str) -> float:
+    """A positive number (``--duration``)."""
     try:
         seconds = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError("expected seconds > 0") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("expected seconds > 0")
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {value!r}")
     return seconds
+
+
+def _speed(value: str) -> float | None:
+    """``max`` (``None``: as fast as the CPU allows) or a positive factor of real time."""
+    return None if value == "max" else _seconds(value)
 
 
 BUILTIN_COMMANDS = ("run", "replay", "validate", "init", "plugins")

@@ -154,21 +154,21 @@ def _drop_non_finite(report: dict[str, Any]) -> None:
         report.pop("health")
 
 
+_TRIMMABLE = (
+    ("depth", "top_bids", 5), ("depth", "top_asks", 5),
+    ("liquidity", "walls", 10), ("liquidity", "vacuums", 10),
+)
+"""(section, list, entries kept) cut from an oversized report, in this order."""
+
+
 def _trim(report: dict[str, Any]) -> list[str]:
     """Shrink the bulkiest lists of an oversized report; returns what was cut."""
     cut = []
-    depth = report.get("depth")
-    if isinstance(depth, dict):
-        for side in ("top_bids", "top_asks"):
-            if isinstance(depth.get(side), list) and len(depth[side]) > 5:
-                depth[side] = depth[side][:5]
-                cut.append(f"depth.{side}")
-    liquidity = report.get("liquidity")
-    if isinstance(liquidity, dict):
-        for part in ("walls", "vacuums"):
-            if isinstance(liquidity.get(part), list) and len(liquidity[part]) > 10:
-                liquidity[part] = liquidity[part][:10]
-                cut.append(f"liquidity.{part}")
+    for section, part, keep in _TRIMMABLE:
+        table = report.get(section)
+        if isinstance(table, dict) and isinstance(table.get(part), list) and len(table[part]) > keep:
+            table[part] = table[part][:keep]
+            cut.append(f"{section}.{part}")
     if "ext" in report and not cut:
         report.pop("ext")
         cut.append("ext")
