@@ -97,3 +97,11 @@ def test_stats_count_calls_and_time():
         pipeline.run(make_state(), 0, {}, {})
     stats = pipeline.stats["c"]
     assert stats.calls == 5 and stats.total_ns > 0 and stats.max_ns <= stats.total_ns
+
+
+def test_a_failing_calculator_without_sections_still_leaves_a_reason():
+    tracker = Calc("tracker", (), boom)
+    report, omitted = {}, {}
+    Pipeline(Cycle.FAST, [tracker]).run(make_state(), 0, report, omitted)
+    assert report == {}
+    assert omitted == {"tracker": "tracker raised RuntimeError: division by zero somewhere"}

@@ -100,7 +100,8 @@ class Pipeline:
 
     @staticmethod
     def _lose(calculator: Calculator, reason: str, omitted: dict[str, str]) -> None:
-        for section in calculator.sections:
+        """Record the lost sections; a calculator without sections is named instead."""
+        for section in calculator.sections or (calculator.name,):
             omitted[section] = reason
 
     def _place(self, calculator: Calculator, sections: Mapping[str, Any], report: dict[str, Any],

@@ -15,6 +15,7 @@ make_state``) outside pytest.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -190,11 +191,18 @@ def run_node(
     return node.info
 
 
-def validate_report(report: Mapping[str, Any]) -> None:
-    """Raise if ``report`` does not match the report JSON Schema (needs jsonschema)."""
+@functools.cache
+def _report_validator() -> Any:
+    """The schema's validator, built (and the schema itself checked) once."""
     import jsonschema
 
-    jsonschema.validate(report, json_schema(), cls=jsonschema.Draft202012Validator)
+    jsonschema.Draft202012Validator.check_schema(json_schema())
+    return jsonschema.Draft202012Validator(json_schema())
+
+
+def validate_report(report: Mapping[str, Any]) -> None:
+    """Raise if ``report`` does not match the report JSON Schema (needs jsonschema)."""
+    _report_validator().validate(report)
 
 
 # ---------------------------------------------------------------------------
