@@ -192,7 +192,7 @@ def run_node(
 
 
 @functools.cache
-def _report_validator() -> Any:
+def _schema_validator() -> Any:
     """The schema's validator, built (and the schema itself checked) once."""
     import jsonschema
 
@@ -202,7 +202,7 @@ def _report_validator() -> Any:
 
 def validate_report(report: Mapping[str, Any]) -> None:
     """Raise if ``report`` does not match the report JSON Schema (needs jsonschema)."""
-    _report_validator().validate(report)
+    _schema_validator().validate(report)
 
 
 # ---------------------------------------------------------------------------
