@@ -28,7 +28,9 @@ test: uv
 
 ## every benchmark; figures land in benchmarks/results/
 bench: sync
-	@$(UV) run --all-packages --locked --group bench python benchmarks/bench_book.py $(ARGS)
+	@for bench in benchmarks/bench_*.py; do \
+	  echo "=== $$bench"; $(UV) run --all-packages --locked --group bench python $$bench || exit 1; \
+	done
 
 lint: sync
 	@$(UV) run --all-packages --locked ruff check core benchmarks tests scripts

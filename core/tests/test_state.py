@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from marketcore import (
@@ -125,3 +126,11 @@ def test_scratch_is_per_owner_and_persistent():
     state.scratch("a")["n"] = 1
     assert state.scratch("a") == {"n": 1}
     assert state.scratch("b") == {}
+
+
+@given(st.lists(st.floats(0, 1e9, allow_nan=False), min_size=1, max_size=500),
+       st.floats(0, 100))
+def test_level_history_percentile_equals_numpy(values, q):
+    history = LevelHistory(capacity=1000)
+    history.record(values)
+    assert history.percentile(q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12, abs=1e-9)

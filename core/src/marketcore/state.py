@@ -166,10 +166,20 @@ class LevelHistory:
         return self._values[: self._filled].copy()
 
     def percentile(self, q: float) -> float | None:
-        """The ``q``-th percentile (0–100) of the samples, ``None`` when empty."""
-        if self._filled == 0:
+        """The ``q``-th percentile (0–100) of the samples, ``None`` when empty.
+
+        Linear interpolation between the closest ranks, as ``numpy.percentile``'s
+        default, but with a partial sort (``np.partition``): several times faster on
+        the thousands of samples walls and vacuums read every slow cycle.
+        """
+        n = self._filled
+        if n == 0:
             return None
-        return float(np.percentile(self._values[: self._filled], q))
+        rank = min(max(q, 0.0), 100.0) / 100.0 * (n - 1)
+        low = int(rank)
+        high = min(low + 1, n - 1)
+        part = np.partition(self._values[:n], (low, high))
+        return float(part[low] + (part[high] - part[low]) * (rank - low))
 
 
 _SIGN = {Side.BUY: 1, Side.SELL: -1}

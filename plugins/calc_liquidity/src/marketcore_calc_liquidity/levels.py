@@ -1,0 +1,145 @@
+"""Reading the book for the slow-cycle scans: bounded level windows, tick, percentiles.
+
+Walls and vacuums look at the levels near the mid. :func:`levels_within` asks the
+book for its best levels (:meth:`marketcore.book.Book.top`, which sorts only the
+buckets it reaches), as many as the previous cycle needed plus a margin, doubling
+until the distance is covered or the level cap is reached, so the work follows the
+levels near the mid; when that would be a large share of the side, it takes the
+whole side as sorted numpy arrays (:meth:`marketcore.book.Book.side_arrays`), which is
+cheaper per level. Either way it is bounded by the side's size, in the slow cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+from itertools import chain
+
+import attrs
+import numpy as np
+from marketcore import Book, Omitted, SymbolState
+
+__all__ = [
+    "SideLevels", "decimals_of", "expect_next", "grid_tick", "infer_tick", "levels_within",
+    "size_percentile",
+]
+
+_FIRST_FETCH = 64
+_WHOLE_SIDE_SHARE = 0.3
+"""Past this share of a side, :meth:`Book.side_arrays` (numpy, about 0.08 µs a level of
+the whole side) beats :meth:`Book.top` (sorting its buckets, about 0.3 µs a level read)."""
+_TICK_SAMPLE = 64
+"""Levels per side whose price gaps reveal the tick when the venue did not give it."""
+
+
+@attrs.frozen(slots=True)
+class SideLevels:
+    """The levels of one side within a distance of the mid, best first."""
+
+    prices: np.ndarray
+    qtys: np.ndarray
+    complete: bool
+    """``False`` when the level cap stopped the read before the distance was covered:
+    the side may hold more levels within the distance than these."""
+    needed: int
+    """How many levels a read needs to cover the distance (these, and the first beyond):
+    the base of the next read's ``expect``."""
+
+
+def levels_within(book: Book, side: str, mid: float, bps: float, max_levels: int, *,
+                  expect: int = 0) -> SideLevels:
+    """Levels of ``side`` priced within ``bps`` of ``mid``, best first (at most ``max_levels``).
+
+    Reads the best ``expect`` levels (at least :data:`_FIRST_FETCH`), and twice as many
+    again until the last one read lies beyond the distance or the cap is reached. With
+    ``expect`` taken from the previous cycle the first read usually suffices. Once a
+    read would take more than :data:`_WHOLE_SIDE_SHARE` of the side, the whole side is
+    taken as sorted arrays instead, which costs less per level.
+    """
+    is_bid = side == "bid"
+    edge = mid * (1 - bps / 1e4) if is_bid else mid * (1 + bps / 1e4)
+    count = book.bid_count if is_bid else book.ask_count
+    wanted = min(count, max_levels)
+    n = min(wanted, max(_FIRST_FETCH, expect))
+    while True:
+        if n > count * _WHOLE_SIDE_SHARE:
+            prices, qtys = book.side_arrays(side)
+            break
+        levels = book.top(side, n)
+        if n >= wanted or ((levels[-1][0] < edge) if is_bid else (levels[-1][0] > edge)):
+            prices, qtys = _columns(levels)
+            break
+        n = min(wanted, 2 * n)
+    inside = int(np.searchsorted(-prices, -edge, side="right") if is_bid
+                 else np.searchsorted(prices, edge, side="right"))
+    covered = inside < len(prices) or len(prices) == count  # no unread level is inside
+    kept = min(inside, max_levels)
+    return SideLevels(prices[:kept], qtys[:kept], covered and inside <= max_levels, kept + 1)
+
+
+def _columns(levels: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    flat = np.fromiter(chain.from_iterable(levels), np.float64, 2 * len(levels))
+    return flat[0::2], flat[1::2]
+
+
+def expect_next(needed: int) -> int:
+    """Levels to read next cycle, from what this one needed: a margin for a moving book."""
+    return needed + needed // 4 + 16
+
+
+def infer_tick(book: Book) -> float | None:
+    """The smallest positive price gap between neighbouring levels near the top.
+
+    A lower bound's best guess of the tick when the venue sent no instrument: near
+    the touch most neighbouring levels sit one tick apart. Rounded to 6 significant
+    digits (``60000.02 - 60000.01`` is ``0.010000000002037``). ``None`` when neither
+    side has two levels.
+    """
+    gaps = []
+    for side in ("bid", "ask"):
+        prices = np.array([p for p, _ in book.top(side, _TICK_SAMPLE)], dtype=np.float64)
+        if len(prices) > 1:
+            diffs = np.abs(np.diff(prices))
+            diffs = diffs[diffs > 0]
+            if len(diffs):
+                gaps.append(float(diffs.min()))
+    if not gaps:
+        return None
+    tick = float(f"{min(gaps):.6g}")
+    return tick if math.isfinite(tick) and tick > 0 else None
+
+
+def decimals_of(step: float) -> int:
+    """Decimal places of a grid step (``0.01`` → 2, ``5e-08`` → 8, ``10.0`` → 0)."""
+    exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+    return max(0, -int(exponent))
+
+
+def size_percentile(state: SymbolState, q: float, min_samples: int) -> float | Omitted:
+    """The ``q``-th percentile of the symbol's level-size history, or why there is none."""
+    history = state.level_history
+    if history is None:
+        return Omitted("no level-size history is kept for this symbol")
+    samples = len(history)
+    if samples < min_samples:
+        return Omitted(f"level-size history holds {samples} samples, needs at least "
+                       f"{min_samples}")
+    value = history.percentile(q)
+    if value is None or not math.isfinite(value) or value <= 0:
+        return Omitted(f"P{q:g} of level sizes is not a positive number ({value!r})")
+    return value
+
+
+def grid_tick(state: SymbolState, scratch: dict) -> float | None:
+    """The instrument's tick, else the smallest gap seen so far in this symbol's book.
+
+    An inferred tick only ever shrinks (no gap is smaller than the true tick), so it
+    settles instead of flapping when the top of the book thins out for a moment.
+    """
+    if state.tick_size:
+        return state.tick_size
+    seen = infer_tick(state.book)
+    known = scratch.get("inferred_tick")
+    if seen is not None and (known is None or seen < known):
+        scratch["inferred_tick"] = known = seen
+    return known
