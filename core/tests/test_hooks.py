@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from typing import ClassVar
@@ -203,3 +204,26 @@ def test_register_commands_adds_a_cli_sub_command(install_plugin):
                             timeout=60, check=False)
     assert result.returncode == 3, result.stderr
     assert result.stdout == "hello fleet\n"
+
+
+DEFAULT_PROFILE_PLUGIN = """
+from marketcore import hookimpl
+
+@hookimpl
+def marketcore_default_profile():
+    return '[node]\\nsymbols = ["DOGEUSDT"]\\n[venue]\\nuse = "synthetic"\\nreplay_duration_s = 2\\n'
+"""
+
+
+def test_a_plugin_can_offer_the_default_profile(install_plugin, tmp_path):
+    out = tmp_path / "reports.jsonl"
+    code = f"import sys; from marketcore.cli import main; sys.exit(main(['replay', '--out', {str(out)!r}]))"
+    run = [sys.executable, "-c", code]
+    result = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "DOGEUSDT" not in out.read_text()  # the core's own default: the synthetic venue's symbols
+    install_plugin("my-default", "mc_default", DEFAULT_PROFILE_PLUGIN)
+    result = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    symbols = {json.loads(line)["symbol"] for line in out.read_text().splitlines()}
+    assert symbols == {"DOGEUSDT"}

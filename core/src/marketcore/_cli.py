@@ -47,8 +47,10 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------
 
 
-def _load(path: str | None) -> Profile:
-    return load_default_profile() if path is None else load_profile(path)
+def _load(path: str | None, pm: PluginManager) -> Profile:
+    if path is None:
+        return load_default_profile(text=pm.hooks.default_profile())
+    return load_profile(path)
 
 
 def _with_json_stdout(profile: Profile) -> Profile:
@@ -68,7 +70,7 @@ def _with_json_stdout(profile: Profile) -> Profile:
 
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
-    profile = _load(args.profile)
+    profile = _load(args.profile, pm)
     if args.json:
         profile = _with_json_stdout(profile)
     node = make_node(profile, pm, mode="live", clock=WallClock())
@@ -77,7 +79,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, pm: PluginManager) -> int:
-    profile = _load(args.profile)
+    profile = _load(args.profile, pm)
     recordings = [Path(p) for p in args.recording]
     for path in recordings:
         if not path.is_file():
@@ -101,7 +103,7 @@ def cmd_validate(args: argparse.Namespace, pm: PluginManager) -> int:
     failed = 0
     for path in args.profiles:
         try:
-            profile = _load(path)
+            profile = _load(path, pm)
             components = assemble(profile, pm.registries)
         except ProfileError as error:
             failed += 1

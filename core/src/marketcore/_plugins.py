@@ -236,6 +236,9 @@ class Hooks:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._hook = pm.hook
 
+    def default_profile(self) -> str | None:
+        return self._hook.marketcore_default_profile()
+
     def register_commands(self, cli: Any) -> None:
         self._hook.marketcore_register_commands(cli=cli)
 

@@ -107,6 +107,20 @@ def marketcore_register_sinks(register: RegisterSink) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def marketcore_default_profile() -> str | None:
+    """Offer the embedded default profile: what ``marketcore run`` uses without a file.
+
+    Called when a command needs the default profile (``run`` or ``replay``
+    without a profile argument). The first non-``None`` result wins, so an
+    installed venue can make the default show its real data path (the core's
+    own default, the synthetic venue, is registered ``trylast``).
+
+    :returns: the profile as TOML text, or ``None`` to offer nothing. It must
+        need no network and no external service.
+    """
+
+
 @hookspec
 def marketcore_register_commands(cli: CommandRegistrar) -> None:
     """Add sub-commands to the ``marketcore`` command line.

@@ -547,9 +547,15 @@ def load_profile(path: str | Path, environ: Mapping[str, str] | None = None) -> 
     return parse_profile(text, str(path), environ)
 
 
-def load_default_profile(environ: Mapping[str, str] | None = None) -> Profile:
-    """The profile embedded in the package: ``marketcore run`` without a file."""
-    text = resources.files("marketcore").joinpath("default_profile.toml").read_text("utf-8")
+def load_default_profile(environ: Mapping[str, str] | None = None, *,
+                         text: str | None = None) -> Profile:
+    """The embedded default profile: ``marketcore run`` without a file.
+
+    ``text`` is what the ``marketcore_default_profile`` hook chose; without it,
+    the core's own (the synthetic venue).
+    """
+    if text is None:
+        text = resources.files("marketcore").joinpath("default_profile.toml").read_text("utf-8")
     return parse_profile(text, DEFAULT_PROFILE_NAME, environ)
 
 

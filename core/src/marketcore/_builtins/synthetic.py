@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from importlib import resources
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
@@ -88,6 +89,12 @@ def _push(heap: list[tuple[int, str, Event]], symbol: str, stream: Iterator[Even
     event = next(stream, None)
     if event is not None:
         heapq.heappush(heap, (event.recv_ns, symbol, event))
+
+
+@hookimpl(trylast=True)
+def marketcore_default_profile() -> str:
+    """The core's default: the synthetic venue, so a bare install runs without a network."""
+    return resources.files("marketcore").joinpath("default_profile.toml").read_text("utf-8")
 
 
 @hookimpl
