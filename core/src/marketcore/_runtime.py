@@ -49,6 +49,7 @@ class Node:
         self._order: tuple[str, ...] = ()
         self._slow_cache: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
         self.stats = NodeStats()
+        self._sink_logged: dict[str, float] = {}
         self.info = NodeInfo(
             node_id=node_id, mode=mode, profile=profile,
             venue=components.venue.name, coordinator=components.coordinator.name,
@@ -148,6 +149,12 @@ class Node:
             batch.append(Publication(symbol, token, report, encode_report(report)))
         return batch
 
+    def _log_sink_failure(self, name: str, error: BaseException, errors: int) -> None:
+        now = time.monotonic()
+        if now - self._sink_logged.get(name, -_LOG_EVERY_S) >= _LOG_EVERY_S:
+            self._sink_logged[name] = now
+            log.warning("sink %s failed (%d failures so far): %s", name, errors, error)
+
     async def publish(self, batch: list[Publication]) -> None:
         """Hand the batch to every sink at once; drop symbols a fencing sink refused."""
         if not batch:
@@ -158,8 +165,9 @@ class Node:
         refused: set[str] = set()
         for sink, result in zip(sinks, results, strict=True):
             if isinstance(result, BaseException):
-                self.stats.sink_errors[sink.name] = self.stats.sink_errors.get(sink.name, 0) + 1
-                log.warning("sink %s failed: %s", sink.name, result)
+                errors = self.stats.sink_errors.get(sink.name, 0) + 1
+                self.stats.sink_errors[sink.name] = errors
+                self._log_sink_failure(sink.name, result, errors)
             else:
                 refused.update(result)
         self.stats.reports_published += len(batch)
@@ -183,6 +191,10 @@ def make_node(profile: Profile, pm: PluginManager, *, mode: str, clock: Clock,
     node_id = profile.node.id or ("replay" if replay else default_node_id())
     return Node(profile=profile, components=components, hooks=pm.hooks, clock=clock,
                 node_id=node_id, mode=mode)
+
+
+_LOG_EVERY_S = 10.0
+"""A failing sink is logged once per this interval, with the count, not every cycle."""
 
 
 def _merge(report: dict[str, Any], sections: dict[str, Any]) -> None:

