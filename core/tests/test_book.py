@@ -69,6 +69,114 @@ def test_band_sums_follow_changes_and_the_mid() -> None:
     assert book.band_sums(100) == (2.0, 2.5, 199.0, 252.5)
 
 
+EDGE_STEPS = [
+    # (bid changes, ask changes, mid, {bps: (bid qty, ask qty, bid notional, ask notional)})
+    (
+        [],
+        [],
+        100.0,
+        {
+            25: (1.0, 1.0, 99.75, 100.25),
+            100: (4.0, 4.0, 397.5, 402.5),
+            200: (8.0, 8.0, 791.0, 809.0),
+            300: (12.0, 12.0, 1180.5, 1219.5),
+        },
+    ),
+    # a change exactly on every edge while the mid stays: the apply loop's band tests
+    (
+        [(99.75, 2.0), (99.0, 2.0), (98.0, 2.0), (97.0, 2.0)],
+        [(100.25, 2.0), (101.0, 2.0), (102.0, 2.0), (103.0, 2.0)],
+        100.0,
+        {
+            25: (2.0, 2.0, 199.5, 200.5),
+            100: (6.0, 6.0, 596.25, 603.75),
+            200: (11.0, 11.0, 1087.75, 1112.25),
+            300: (16.0, 16.0, 1574.25, 1625.75),
+        },
+    ),
+    # the mid moves up: bid edges leave the edge levels, ask edges move past levels
+    (
+        [],
+        [(100.25, 0.0)],
+        100.125,
+        {
+            25: (0.0, 0.0, 0.0, 0.0),
+            100: (4.0, 4.0, 398.25, 403.25),
+            200: (9.0, 9.0, 891.75, 911.75),
+            300: (14.0, 14.0, 1380.25, 1425.25),
+        },
+    ),
+    # back down: ask edges shrink onto the edge levels, which stay in
+    (
+        [],
+        [(100.25, 2.0)],
+        100.0,
+        {
+            25: (2.0, 2.0, 199.5, 200.5),
+            100: (6.0, 6.0, 596.25, 603.75),
+            200: (11.0, 11.0, 1087.75, 1112.25),
+            300: (16.0, 16.0, 1574.25, 1625.75),
+        },
+    ),
+    (
+        [(99.75, 0.0)],
+        [],
+        99.875,
+        {
+            25: (0.0, 0.0, 0.0, 0.0),
+            100: (4.0, 4.0, 396.75, 401.75),
+            200: (9.0, 9.0, 888.25, 908.25),
+            300: (14.0, 14.0, 1374.75, 1419.75),
+        },
+    ),
+    # back up: bid edges shrink onto the edge levels, which stay in
+    (
+        [(99.75, 2.0)],
+        [],
+        100.0,
+        {
+            25: (2.0, 2.0, 199.5, 200.5),
+            100: (6.0, 6.0, 596.25, 603.75),
+            200: (11.0, 11.0, 1087.75, 1112.25),
+            300: (16.0, 16.0, 1574.25, 1625.75),
+        },
+    ),
+    # quantities whose running sums leave a rounding residue ...
+    ([(99.75, 0.1)], [], 100.0, {100: (4.1, 6.0, 406.725, 603.75)}),
+    ([(99.75, 0.3)], [], 100.0, {100: (4.3, 6.0, 426.675, 603.75)}),
+    # ... and an emptied band at the same mid, which is an exact zero
+    (
+        [(99.75, 0.0)],
+        [(100.25, 0.0)],
+        100.0,
+        {
+            25: (0.0, 0.0, 0.0, 0.0),
+            100: (4.0, 4.0, 396.75, 403.25),
+            200: (9.0, 9.0, 888.25, 911.75),
+            300: (14.0, 14.0, 1374.75, 1425.25),
+        },
+    ),
+]
+
+
+def test_levels_exactly_on_band_edges() -> None:
+    """At mid 100.0 the 25/100/200/300 bps edges are exactly 99.75/99/98/97 and
+    100.25/101/102/103, where levels sit: they are inside the band, whether the sums
+    reach them by a walk at a new mid or by a change applied while the mid stays."""
+    book = Book(track_bands_bps=(25, 100, 200, 300))
+    grid = [97.0 + 0.25 * i for i in range(25)]  # 97.0 .. 103.0
+    book.load_snapshot([(p, 1.0) for p in grid if p < 100.0], [(p, 1.0) for p in grid if p > 100])
+    for bids, asks, mid, expected in EDGE_STEPS:
+        book.apply(bids, asks)
+        assert book.mid() == mid
+        for bps, sums in expected.items():
+            assert book.band_sums(bps) == pytest.approx(sums, rel=1e-12), (bids, asks, bps)
+            if 0.0 in sums:
+                assert book.band_sums(bps) == sums
+    # untracked: the 75 bps edges are 99.25 and 100.75
+    assert book.band_sums(75) == (2.0, 2.0, 198.75, 201.25)
+
+
 def test_removals_and_non_positive_quantities() -> None:
     book = literal_book()
     book.apply([(98.0, 0.0)], [(150.0, 0.0)])  # absent levels: nothing happens
@@ -209,22 +317,24 @@ class ReferenceBook:
         )
 
 
-TRACKED = [(10, 25, 50, 100), (5, 300), (1, 2, 3, 4), (75,)]
-UNTRACKED = (0.5, 7, 33.3, 250, 2000)
+TRACKED = [(10, 25, 50, 100), (25, 100, 200, 300), (5, 300), (1, 2, 3, 4), (75,), ()]
+UNTRACKED = (0.5, 7, 33.3, 50, 250, 2000)
 
 
-GRIDS = [("0.01", 6_000_000), ("0.00001", 10_000), ("0.5", 200)]
-"""Tick sizes with a centre price in ticks: BTC-like, a low-priced coin, a coarse grid."""
+GRIDS = [("0.01", 6_000_000), ("0.00001", 10_000), ("0.25", 400), ("0.25", 400)]
+"""Tick sizes with a centre price in ticks: BTC-like, a low-priced coin, and (drawn twice as
+often) a coarse grid around 100.0 where band edges often fall exactly on a level
+(100 * (1 - 25 / 1e4) is 99.75, for instance), which tests the band boundaries."""
 
 
 @st.composite
 def price_pools(draw: st.DrawFn, step: str, centre: int) -> list[float]:
     """The prices one example draws its levels from, so that levels are often hit again:
     mostly within ±0.2% and ±2% of the centre (bids and asks cross), some far away."""
-    near = st.integers(centre - centre // 500, centre + centre // 500)
+    near = st.integers(centre - max(1, centre // 500), centre + max(1, centre // 500))
     wide = st.integers(centre - centre // 50, centre + centre // 50)
     far = st.integers(1, centre * 3)
-    ticks = draw(st.lists(st.one_of(near, near, wide, far), min_size=1, max_size=40))
+    ticks = draw(st.lists(st.one_of(near, near, wide, far), min_size=2, max_size=40))
     return [decimal_float(t, step) for t in ticks]
 
 
@@ -233,11 +343,9 @@ def decimal_float(units: int, step: str) -> float:
     return float(str(Decimal(units) * Decimal(step)))
 
 
-quantities = st.one_of(
-    st.integers(1, 10**7).map(lambda n: decimal_float(n, "0.00001")),
-    st.just(0.0),
-    st.sampled_from([-1.0, NAN]),
-)
+positive = st.integers(1, 10**7).map(lambda n: decimal_float(n, "0.00001"))
+quantities = st.one_of(positive, positive, positive, st.just(0.0), st.sampled_from([-1.0, NAN]))
+"""Mostly new or changed levels; removals, including by a negative or NaN quantity."""
 
 
 def assert_same(book: Book, ref: ReferenceBook, scale: tuple[float, float], bands: list) -> None:
@@ -267,6 +375,7 @@ def assert_same(book: Book, ref: ReferenceBook, scale: tuple[float, float], band
         tolerances = (qty_scale, qty_scale, notional_scale, notional_scale)
         for g, w, tol in zip(got, want, tolerances, strict=True):
             assert math.isclose(g, w, rel_tol=1e-9, abs_tol=1e-9 * tol), (bps, got, want)
+            assert w != 0 or g == 0.0, ("an empty band is exactly zero", bps, got, want)
 
 
 @settings(max_examples=300, deadline=None)
@@ -277,11 +386,15 @@ def test_matches_reference_model(
     book, ref = Book(track_bands_bps=tracked), ReferenceBook()
     if data.draw(st.booleans(), label="rebuild often"):
         book.REBUILD_EVERY_CHANGES = data.draw(st.integers(1, 20), label="rebuild every")
-    pool = data.draw(price_pools(*grid), label="prices")
-    levels = st.lists(st.tuples(st.sampled_from(pool), quantities), max_size=12)
+    pool = sorted(set(data.draw(price_pools(*grid), label="prices")))
+    # Bids mostly below asks, with an overlap: books cross now and then.
+    third = len(pool) // 3
+    bid_levels = st.lists(st.tuples(st.sampled_from(pool[: len(pool) - third]), quantities))
+    ask_levels = st.lists(st.tuples(st.sampled_from(pool[third:]), quantities))
     qty_scale = notional_scale = 1.0
-    for _ in range(data.draw(st.integers(1, 25), label="steps")):
-        op = data.draw(st.sampled_from(["apply"] * 6 + ["snapshot", "empty side", "clear"]))
+    ops = ["snapshot"] + ["apply"] * 8 + ["empty side", "clear"]
+    for step in range(data.draw(st.integers(1, 25), label="steps")):
+        op = "snapshot" if step == 0 else data.draw(st.sampled_from(ops))
         if op == "clear":
             book.clear()
             ref = ReferenceBook()
@@ -291,7 +404,7 @@ def test_matches_reference_model(
             removals = [(p, 0.0) for p in (ref.bids if side == "bid" else ref.asks)]
             bids, asks = (removals, []) if side == "bid" else ([], removals)
         else:
-            bids, asks = data.draw(levels, label="bids"), data.draw(levels, label="asks")
+            bids, asks = data.draw(bid_levels, label="bids"), data.draw(ask_levels, label="asks")
         qty_scale += sum(q for _, q in bids + asks if q > 0.0)
         notional_scale += sum(p * q for p, q in bids + asks if q > 0.0)
         if op == "snapshot":

@@ -16,17 +16,18 @@ levels in *buckets*: a dict ``bucket id -> {price: qty}`` where the bucket id is
 monotonic). Updating a level is then one floor division and three dict operations;
 only the rare creation or removal of a whole bucket touches the sorted list of bucket
 ids. Order inside a bucket is produced at query time, where only the few buckets at the
-top of the book (or at a band edge) are looked at. The width is chosen when the book is
-filled so that the top of the book has a handful of levels per bucket.
+top of the book (or at a band edge) are looked at. The width is chosen when a snapshot
+is loaded so that the top of the book has a few dozen levels per bucket: fewer buckets
+mean fewer creations and removals of buckets, larger ones more sorting per query.
 
 Depth bands: :meth:`Book.band_sums` for the tracked bands is incremental. Each tracked
 band keeps running sums of quantity and notional for the levels inside its *anchored*
 edge, computed from the mid of the last band query; every applied change adds its
 quantity difference to the innermost band that contains it (the bands are nested). A
 query at a new mid moves each edge by walking only the levels between the old and the
-new edge. Running float sums drift by rounding, so a band that is empty is reset to an
-exact zero, and all running sums are rebuilt from the levels every
-:attr:`Book.REBUILD_EVERY_CHANGES` applied changes.
+new edge. Running float sums carry rounding residue, so a band with no level (its edge
+is beyond the best price) answers an exact zero, and all running sums are rebuilt from
+the levels every :attr:`Book.REBUILD_EVERY_CHANGES` applied changes.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ __all__ = ["MAX_TRACKED_BANDS", "Book"]
 MAX_TRACKED_BANDS = 4
 """The apply loop keeps the running band sums in local variables, one per tracked band."""
 
-_LEVELS_PER_BUCKET = 8
+_LEVELS_PER_BUCKET = 32
 """Target bucket occupancy near the top of the book: few enough to sort at query time,
 enough that most new levels land in an existing bucket."""
 
@@ -57,6 +58,10 @@ _INF = math.inf
 
 class _Side:
     """One side of the book: bucketed levels plus the anchored band state.
+
+    ``buckets`` maps a bucket id (``price // width``) to that bucket's ``{price: qty}``;
+    ``ids`` holds the bucket ids in ascending order; ``count`` is the number of levels;
+    ``best`` caches the best level until the side changes.
 
     ``edges[j]`` is the price edge of tracked band ``j`` at the anchor mid (``±inf``
     before the first anchoring and for unused slots, so that no level matches).
@@ -125,12 +130,14 @@ class Book:
             heapq.nlargest(_TOP_LEVELS_FOR_WIDTH, (p for p, _ in bid_levels)),
             heapq.nsmallest(_TOP_LEVELS_FOR_WIDTH, (p for p, _ in ask_levels)),
         )
+        width = self._width
         for side, levels in ((self._bids, bid_levels), (self._asks, ask_levels)):
             buckets = side.buckets
             for p, q in levels:
-                bucket = buckets.get(p // self._width)
+                k = p // width
+                bucket = buckets.get(k)
                 if bucket is None:
-                    buckets[p // self._width] = {p: q}
+                    buckets[k] = {p: q}
                 else:
                     bucket[p] = q
             side.ids = sorted(buckets)
@@ -214,7 +221,9 @@ class Book:
         is_bid = book_side is self._bids
         out: list[tuple[float, float]] = []
         for k in reversed(book_side.ids) if is_bid else book_side.ids:
-            out += sorted(buckets[k].items(), reverse=is_bid)
+            bucket = buckets[k]
+            prices = sorted(bucket, reverse=is_bid)
+            out += zip(prices, map(bucket.__getitem__, prices), strict=True)
             if len(out) >= n:
                 del out[n:]
                 break
@@ -227,9 +236,10 @@ class Book:
         ``price <= mid * (1 + bps / 1e4)``. All zeros when there is no mid. Tracked bands
         are answered from running sums; other bands walk their levels.
         """
-        mid = self.mid()
-        if mid is None:
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is None or ask is None:
             return (0.0, 0.0, 0.0, 0.0)
+        mid = (bid[0] + ask[0]) / 2
         j = self._band_index.get(bps)
         if j is None:
             width = self._width
@@ -243,12 +253,15 @@ class Book:
         if mid != self._anchor_mid or self._changes_since_rebuild >= self.REBUILD_EVERY_CHANGES:
             self._anchor(mid)
         bids, asks = self._bids, self._asks
-        return (
-            sum(bids.band_qty[: j + 1]),
-            sum(asks.band_qty[: j + 1]),
-            sum(bids.band_notional[: j + 1]),
-            sum(asks.band_notional[: j + 1]),
-        )
+        # A band with no level is an exact zero, not the rounding residue of its sums.
+        bid_qty = bid_notional = ask_qty = ask_notional = 0.0
+        if bid[0] >= bids.edges[j]:
+            bid_qty = sum(bids.band_qty[: j + 1])
+            bid_notional = sum(bids.band_notional[: j + 1])
+        if ask[0] <= asks.edges[j]:
+            ask_qty = sum(asks.band_qty[: j + 1])
+            ask_notional = sum(asks.band_notional[: j + 1])
+        return (bid_qty, ask_qty, bid_notional, ask_notional)
 
     def side_arrays(self, side: str) -> tuple[np.ndarray, np.ndarray]:
         """``(prices, qtys)`` of every level of ``side``, best first, as new float64 arrays."""
@@ -287,8 +300,8 @@ class Book:
             self._changes_since_rebuild = 0
         bid_edges = [mid * (1 - bps / 1e4) for bps in self._bands]
         ask_edges = [mid * (1 + bps / 1e4) for bps in self._bands]
-        _move_edges(self._bids, bid_edges, self.best_bid(), self._width, is_bid=True)
-        _move_edges(self._asks, ask_edges, self.best_ask(), self._width, is_bid=False)
+        _move_edges(self._bids, bid_edges, self._width, is_bid=True)
+        _move_edges(self._asks, ask_edges, self._width, is_bid=False)
         self._anchor_mid = mid
 
 
@@ -327,7 +340,7 @@ def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], width: float) ->
             if not bucket:
                 del buckets[k]
                 ids.pop(bisect_left(ids, k))
-        if p > e0:
+        if p >= e0:
             q0 += dq
             n0 += dq * p
         elif p >= e1:
@@ -431,36 +444,27 @@ def _range_sums(
     return qty, notional
 
 
-def _move_edges(
-    side: _Side,
-    edges: list[float],
-    best: tuple[float, float] | None,
-    width: float | None,
-    *,
-    is_bid: bool,
-) -> None:
+def _move_edges(side: _Side, edges: list[float], width: float | None, *, is_bid: bool) -> None:
     """Re-anchor the running band sums of ``side`` at new band ``edges``.
 
     A band total depends only on its own edge, so each edge moves on its own: the
     levels between the old and the new edge join the band when it grows (bids: the
-    edge moves down, asks: up) and leave it otherwise. A band that holds no level
-    (its edge is beyond the best price) is set to an exact zero.
+    edge moves down, asks: up) and leave it otherwise.
     """
     totals_qty = list(accumulate(side.band_qty))
     totals_notional = list(accumulate(side.band_notional))
     for j, new in enumerate(edges):
         old = side.edges[j]
-        if new != old:
-            lo, hi = (new, old) if new < old else (old, new)
-            qty, notional = _range_sums(side, lo, hi, width, lo_closed=is_bid)
-            if new < old if is_bid else new > old:
-                totals_qty[j] += qty
-                totals_notional[j] += notional
-            else:
-                totals_qty[j] -= qty
-                totals_notional[j] -= notional
-        if best is None or (best[0] < new if is_bid else best[0] > new):
-            totals_qty[j] = totals_notional[j] = 0.0
+        if new == old:
+            continue
+        lo, hi = (new, old) if new < old else (old, new)
+        qty, notional = _range_sums(side, lo, hi, width, lo_closed=is_bid)
+        if new < old if is_bid else new > old:
+            totals_qty[j] += qty
+            totals_notional[j] += notional
+        else:
+            totals_qty[j] -= qty
+            totals_notional[j] -= notional
     side.edges = (*edges, *side.edges[len(edges) :])
     side.band_qty = _differences(totals_qty)
     side.band_notional = _differences(totals_notional)
