@@ -161,3 +161,36 @@ def test_an_overrunning_cycle_skips_ticks_instead_of_queueing():
     # each cycle takes >= 240 ms of a 100 ms period: ticks are skipped, never queued
     assert fast.skipped_ticks >= fast.runs
     assert fast.runs + fast.skipped_ticks <= 2.0 / 0.1 + 2
+
+
+STUBBORN_VENUE = """
+import asyncio
+from marketcore import hookimpl
+
+class Stubborn:
+    name = "stubborn"
+    def __init__(self, options): pass
+    async def run(self, emit):
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass  # the bug under test: it swallows its cancellation
+    def subscribe(self, symbols): pass
+    def unsubscribe(self, symbols): pass
+    def replay(self, recordings, symbols): return iter(())
+
+@hookimpl
+def marketcore_register_venues(register):
+    register("stubborn", Stubborn)
+"""
+
+
+def test_a_venue_that_ignores_cancellation_cannot_hang_shutdown(install_plugin, write_profile):
+    install_plugin("stubborn-venue", "mc_stubborn", STUBBORN_VENUE)
+    profile = write_profile('[node]\nsymbols = ["BTCUSDT"]\n[venue]\nuse = "stubborn"\n')
+    result = subprocess.run([*MARKETCORE, "run", str(profile), "--duration", "1", "--json"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "venue stubborn did not stop within 10 s" in result.stderr
+    assert "task(s) did not stop" in result.stderr

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,7 +75,15 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     if args.json:
         profile = _with_json_stdout(profile)
     node = make_node(profile, pm, mode="live", clock=WallClock())
-    asyncio.run(run_live(node, duration_s=args.duration))
+    with asyncio.Runner() as runner:
+        runner.run(run_live(node, duration_s=args.duration))
+        stuck = [t for t in asyncio.all_tasks(runner.get_loop()) if not t.done()]
+        if stuck:  # a plugin ignored its cancellation: do not hang on it at exit
+            print(f"error: {len(stuck)} task(s) did not stop: "
+                  f"{', '.join(sorted(t.get_name() for t in stuck))}", file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
     return 0
 
 

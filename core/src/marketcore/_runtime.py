@@ -249,12 +249,25 @@ async def _supervise(name: str, run: Callable[[], Awaitable[None]], stats: NodeS
         delay = min(delay * 2, 30.0)
 
 
-async def _cancel(task: asyncio.Task[Any] | None) -> None:
+STOP_TIMEOUT_S = 10.0
+"""How long a component may take to stop once cancelled before shutdown goes on without it."""
+
+
+async def _cancel(task: asyncio.Task[Any] | None, name: str) -> None:
+    """Cancel ``task`` and wait for it, but never longer than :data:`STOP_TIMEOUT_S`.
+
+    A plugin that swallows its cancellation is logged and left behind rather than
+    allowed to hang the node's shutdown (the CLI then exits without waiting for it).
+    """
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT_S)
+    if not done:
+        log.error("%s did not stop within %.0f s of being cancelled; shutting down without it",
+                  name, STOP_TIMEOUT_S)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("%s failed while stopping: %r", name, task.exception())
 
 
 async def run_live(node: Node, *, duration_s: float | None = None) -> None:
@@ -294,11 +307,11 @@ async def run_live(node: Node, *, duration_s: float | None = None) -> None:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-        await _cancel(tasks.get("fast"))
-        await _cancel(tasks.get("slow"))
-        await _cancel(tasks.get("coordinator"))
+        await _cancel(tasks.get("fast"), "the fast cycle")
+        await _cancel(tasks.get("slow"), "the slow cycle")
+        await _cancel(tasks.get("coordinator"), f"coordinator {c.coordinator.name}")
         node.release_all("shutdown")
-        await _cancel(tasks.get("venue"))
+        await _cancel(tasks.get("venue"), f"venue {c.venue.name}")
         for sink in started_sinks:
             try:
                 await sink.close()
