@@ -103,3 +103,64 @@ def test_default_run_is_the_binance_client_against_the_simulator():
     assert last["spread_bps"] >= 0
     for report in reports:
         validate_report(report)
+
+
+def book_tickers(paths: list[Path]) -> tuple[list[int], list[tuple[float, float, float, float]]]:
+    """Binance's own top of book (``@bookTicker``) from recordings, sorted by update id."""
+    from marketcore_venue_binance.recording import read_recording
+
+    found = []
+    for path in paths:
+        for _, raw in read_recording(path):
+            if b"bookTicker" not in raw[:64]:
+                continue
+            data = json.loads(raw)["data"]
+            found.append((data["u"], (float(data["b"]), float(data["B"]),
+                                      float(data["a"]), float(data["A"]))))
+    found.sort(key=lambda item: item[0])
+    return [u for u, _ in found], [top for _, top in found]
+
+
+CROSS_CHECKS = {
+    "spot": (["hftbacktest_spot_btcusdt_20240808.gz", "hftbacktest_spot_btcusdt_20240809.gz"],
+             "spot"),
+    "usdm": (["hftbacktest_usdm_btcusdt_20240808.gz"], "usdm"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CROSS_CHECKS))
+def test_report_top_of_book_equals_binances_book_ticker(name):
+    """≥ 99.9 % of reports: best bid/ask price and qty equal the bookTicker with the
+    largest update id ≤ the report's ingestion.last_update_id."""
+    import bisect
+
+    files, market = CROSS_CHECKS[name]
+    paths = [SHARED / f for f in files]
+    if not all(p.is_file() for p in paths):
+        pytest.skip("../shared/data is not beside the repository")
+    profile = f"""
+[node]
+symbols = ["BTCUSDT"]
+[venue]
+use = "binance"
+market = "{market}"
+[pipeline.fast]
+calculators = ["spread"]
+[pipeline.slow]
+calculators = []
+"""
+    reports = replay_reports(profile, recordings=paths)
+    ids, tops = book_tickers(paths)
+    compared = equal = 0
+    for report in reports:
+        last = report["ingestion"]["last_update_id"]
+        at = -1 if last is None else bisect.bisect_right(ids, last) - 1
+        if at < 0 or "best_bid" not in report or "best_ask" not in report:
+            continue
+        bid, bid_qty, ask, ask_qty = tops[at]
+        compared += 1
+        equal += (report["best_bid"] == {"price": bid, "qty": bid_qty}
+                  and report["best_ask"] == {"price": ask, "qty": ask_qty})
+    assert compared > 1000
+    print(f"{name}: {equal}/{compared} reports equal bookTicker ({100 * equal / compared:.3f} %)")
+    assert equal / compared >= 0.999
