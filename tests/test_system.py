@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from marketcore.cli import main
 from marketcore.testing import replay_reports, validate_report
 
@@ -16,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 RECORDING = REPO / "examples" / "data" / "binance-spot-btcusdt-20240808.gz"
 SHARED = REPO.parent / "shared" / "data" / "binance"
 
-PROFILE = f"""
+PROFILE = """
 [node]
 symbols = ["BTCUSDT"]
 [venue]
