@@ -78,6 +78,25 @@ class Market:
         self.trade_id += 1
         self.state.apply(Trade(SYMBOL, price, qty, Side(side), self.trade_id, self.now))
 
+    def toward(self, side: str, ticks: int = 5) -> None:
+        """Move the price ``ticks`` ticks towards ``side`` (down for bids, up for asks):
+        the best ``ticks`` levels of that side are taken away and the other side's
+        quotes follow into the gap, so the spread stays one tick and mid moves by
+        ``ticks`` ticks (5 ticks: about 5 bps nearer every order on that side)."""
+        if side == "bid":
+            gone = [(price, 0.0) for price, _ in BIDS[:ticks]]
+            self.book(bids=gone, asks=[(price, 1.0) for price, _ in BIDS[:ticks]])
+        else:
+            gone = [(price, 0.0) for price, _ in ASKS[:ticks]]
+            self.book(asks=gone, bids=[(price, 1.0) for price, _ in ASKS[:ticks]])
+
+    def back(self, side: str, ticks: int = 5) -> None:
+        """Undo :meth:`toward`: the price returns to the starting book."""
+        if side == "bid":
+            self.book(asks=[(price, 0.0) for price, _ in BIDS[:ticks]], bids=BIDS[:ticks])
+        else:
+            self.book(bids=[(price, 0.0) for price, _ in ASKS[:ticks]], asks=ASKS[:ticks])
+
     def fast(self, steps: int = 1, dt_ms: int = 250) -> None:
         for _ in range(steps):
             self.now += dt_ms

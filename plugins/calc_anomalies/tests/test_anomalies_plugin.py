@@ -80,6 +80,11 @@ def _replay(text: str, seconds: float) -> list[dict]:
     ("spred_k = 3", "calculators.anomalies.spred_k: expected one of the keys"),
     ("min_distance_bps = 50\nmax_distance_bps = 20",
      "max_distance_bps (20) must be above min_distance_bps (50)"),
+    ("min_approach_bps = nan", "calculators.anomalies.min_approach_bps: expected a number"),
+    ("max_pull_lifetime_s = 0",
+     "calculators.anomalies.max_pull_lifetime_s: expected a number > 0, found 0"),
+    ("min_touch_ratio = -1",
+     "calculators.anomalies.min_touch_ratio: expected a number >= 0, found -1"),
 ])
 def test_bad_options_are_precise_profile_errors(table, message):
     with pytest.raises(ProfileError) as caught:
@@ -151,7 +156,11 @@ def test_the_schema_checks_can_fail():
     for price in (99.80, 99.75, 99.70):
         market.book(bids=[(price, 11.0)])
         market.fast()
+        market.toward("bid")  # the price comes towards the wall, which goes
+        market.fast()
         market.book(bids=[(price, 1.0)])
+        market.fast()
+        market.back("bid")
         market.fast()
     report, _ = run_cycle([market.anomalies], market.state, now_ms=market.now, cycle=Cycle.SLOW)
     validate_report(report)

@@ -28,6 +28,7 @@ SMALL = AnomaliesOptions(
     spoof_medium_rate=0.5, spoof_high_rate=0.9, max_iceberg_prices=2, iceberg_min_fills=1,
     min_baseline_samples=2, max_baseline_samples=8, flow_window_s=0.5, baseline_s=2.0,
     min_flow_trades=1, min_distance_bps=1.0, max_distance_bps=200.0,
+    min_approach_bps=float("-inf"), max_pull_lifetime_s=float("inf"), min_touch_ratio=0.0,
 )
 CAPS = {"tracked": 3, "placements": 5, "runs": 2, "run_fills": 30_000 // 100 + 2,
         "previous_band": 16, "samples": 8}

@@ -3,6 +3,9 @@
 The synthetic market places walls 12-45 bps out and pulls most of them within
 seconds (``spoof_ratio``), runs icebergs at the touch and jumps with a few seconds of
 stress; here all three come more often than by default so two minutes show them.
+Its walls are pulled at random moments, not as the price comes towards them, so the
+spoofing rule reads them here by SPEC's base rule (the conditions that tell spoofing
+from re-quoting disabled); those conditions are tested by hand and on real data.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ wall_every_s = 8
 spoof_ratio = 0.9
 iceberg_every_s = 30
 jump_every_s = 40
+[calculators.anomalies]
+min_approach_bps = -inf
+max_pull_lifetime_s = inf
+min_touch_ratio = 0.0
 """
 PIPELINES = """
 [pipeline.fast]
@@ -34,7 +41,8 @@ calculators = ["anomaly_tracker", "health"]
 [pipeline.slow]
 calculators = ["anomalies"]
 """
-OPTIONS = AnomaliesOptions()
+OPTIONS = AnomaliesOptions(min_approach_bps=float("-inf"), max_pull_lifetime_s=float("inf"),
+                           min_touch_ratio=0.0)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ are also fields, so a dashboard reads the numbers and a person reads the sentenc
 Severity depends on the driving figures of each type, through thresholds in the options,
 so it is monotone in it (property-tested):
 
-* ``spoofing`` — two: the lower of the grades by pulled placements on the side in the
-  window and by cancel rate;
+* ``spoofing`` — two: the lower of the grades by placements pulled on approach on the
+  side in the window and by their rate;
 * ``iceberg`` — executed qty / visible qty (how many times the shown size traded);
 * ``flash_crash_risk`` — the number of signals (2: medium, 3: high).
 """
@@ -39,7 +39,8 @@ _GRADES = ("low", "medium", "high")
 
 
 def spoofing_severity(pulled: int, cancel_rate: float, options: AnomaliesOptions) -> str:
-    """The lower of the grade by pulled count and the grade by cancel rate."""
+    """The lower of the grade by pulled count and the grade by cancel rate (both of the
+    placements pulled on approach)."""
     by_count = 2 if pulled >= options.spoof_high_count else (
         1 if pulled >= options.spoof_medium_count else 0)
     by_rate = 2 if cancel_rate >= options.spoof_high_rate else (
@@ -68,10 +69,18 @@ def _g(value: float) -> str:
 
 
 def spoofing(observer: Observer, now_ms: int) -> list[dict[str, Any]]:
-    """Per side: large placements in the window, and the share of them pulled.
+    """Per side: large placements in the window, and the share of them pulled on approach.
 
-    The rate counts every placement of the window, those still resting included,
-    so a fresh wall lowers it until it is pulled: the rule waits for evidence.
+    SPEC's rule is the base: placements (>= the wall threshold, >= ``min_distance_bps``
+    from mid) pulled rather than traded at a rate >= ``min_cancel_rate``. A pull counts
+    towards that rate only when it looks like spoofing rather than re-quoting: mid came
+    at least ``min_approach_bps`` nearer the order before it went, within
+    ``max_pull_lifetime_s`` of its placement, and the order was at least
+    ``min_touch_ratio`` × the touch. Each condition only removes pulls from the
+    numerator (the denominator is every placement, as in SPEC), so each can only make
+    the rule quieter; with all three disabled it is SPEC's rule word for word. The
+    rates count every placement of the window, those still resting included, so a
+    fresh wall lowers them until it is pulled: the rule waits for evidence.
     """
     options = observer.options
     since = now_ms - observer.spoof_window_ms
@@ -83,51 +92,73 @@ def spoofing(observer: Observer, now_ms: int) -> list[dict[str, Any]]:
     for side, placements in by_side.items():
         if len(placements) < options.min_placements:
             continue
-        pulled = [p for p in placements if p.cancelled >= options.pulled_fraction * p.placed_qty]
-        rate = len(pulled) / len(placements)
+        pulled = [p for p in placements if p.pulled_ms is not None]
+        spoofed = [p for p in pulled if _looks_spoofed(p, options)]
+        rate = len(spoofed) / len(placements)
         if rate < options.min_cancel_rate:
             continue
-        found.append(_spoofing_item(side, placements, pulled, rate, observer))
+        found.append(_spoofing_item(side, placements, pulled, spoofed, observer))
     return found
 
 
+def _looks_spoofed(placement: Placement, options: AnomaliesOptions) -> bool:
+    """Pulled as the price came towards it, soon, and large against the touch: not a
+    quote left behind by the price and moved after it."""
+    approach, lifetime = placement.approach_bps, placement.lifetime_ms
+    assert approach is not None and lifetime is not None
+    return (approach >= options.min_approach_bps
+            and lifetime <= options.max_pull_lifetime_s * 1e3
+            and placement.touch_ratio >= options.min_touch_ratio)
+
+
 def _spoofing_item(side: str, placements: list[Placement], pulled: list[Placement],
-                   rate: float, observer: Observer) -> dict[str, Any]:
+                   spoofed: list[Placement], observer: Observer) -> dict[str, Any]:
     options = observer.options
-    largest = max(pulled, key=lambda p: p.cancelled)
-    distances = [p.distance_bps for p in pulled]
+    largest = max(spoofed, key=lambda p: p.cancelled)
+    distances = [p.distance_bps for p in spoofed]
+    approaches = [p.approach_bps or 0.0 for p in spoofed]
+    lifetimes = [(p.lifetime_ms or 0) / 1e3 for p in spoofed]
     threshold = placements[-1].threshold
-    pulled_qty = sum(p.cancelled for p in pulled)
-    resting = sum(1 for p in placements if p.followed and p not in pulled)  # not pulled (yet)
+    pulled_qty = sum(p.cancelled for p in spoofed)
+    resting = sum(1 for p in placements if p.followed and p.pulled_ms is None)
+    rate = len(spoofed) / len(placements)
     window_s = options.spoof_window_s
     note = (
-        f"{side} side: {len(pulled)} of {len(placements)} large orders "
+        f"{side} side: {len(spoofed)} of {len(placements)} large orders "
         f"(>= {_g(threshold)}) placed {_g(min(distances))}-{_g(max(distances))} bps from mid "
-        f"were cancelled without trading in {window_s:g} s ({rate:.0%} cancel rate, "
-        f"{_g(pulled_qty)} pulled; largest {_g(largest.cancelled)} at {largest.price:g})"
+        f"were cancelled without trading as the price came {_g(min(approaches))}-"
+        f"{_g(max(approaches))} bps nearer, {_g(min(lifetimes))}-{_g(max(lifetimes))} s "
+        f"after placement, in {window_s:g} s ({rate:.0%} spoof rate, {_g(pulled_qty)} pulled; "
+        f"largest {_g(largest.cancelled)} at {largest.price:g})"
     )
     return {
         "type": "spoofing",
-        "severity": spoofing_severity(len(pulled), rate, options),
+        "severity": spoofing_severity(len(spoofed), rate, options),
         "note": note,
         "side": side,
         "placements": len(placements),
         "pulled": len(pulled),
+        "pulled_on_approach": len(spoofed),
         "resting": resting,
-        "cancel_rate": round(rate, 4),
+        "cancel_rate": round(len(pulled) / len(placements), 4),
+        "spoof_rate": round(rate, 4),
         "placed_qty": sum(p.placed_qty for p in placements),
         "pulled_qty": pulled_qty,
         "traded_qty": sum(p.traded for p in placements),
         "threshold_qty": threshold,
         "min_distance_bps": round(min(distances), 2),
         "max_distance_bps": round(max(distances), 2),
+        "min_approach_bps": round(min(approaches), 2),
+        "max_lifetime_s": round(max(lifetimes), 3),
         "largest": {
             "price": largest.price,
             "qty": largest.cancelled,
             "distance_bps": round(largest.distance_bps, 2),
+            "pulled_distance_bps": round(largest.pulled_distance_bps or 0.0, 2),
+            "touch_ratio": round(min(largest.touch_ratio, 1e9), 2),
             "placed_ms": largest.placed_ms,
         },
-        "prices": [p.price for p in pulled[-_MAX_LISTED_PRICES:]],
+        "prices": [p.price for p in spoofed[-_MAX_LISTED_PRICES:]],
         "window_s": window_s,
     }
 
@@ -140,10 +171,12 @@ def icebergs(observer: Observer, now_ms: int) -> list[dict[str, Any]]:
     size held within the tolerance, and more traded there than that band could absorb.
 
     The last condition is what "it refills" means: fills smaller in total than the
-    tolerance could all have come out of the visible size without any refill.
+    tolerance could all have come out of the visible size without any refill. The
+    executed qty must also reach ``iceberg_min_executed_p95`` × the P95 level size.
     """
     options = observer.options
     since = now_ms - observer.iceberg_window_ms
+    floor = options.iceberg_min_executed_p95 * (observer.level_p95 or 0.0)
     found = []
     for run in observer.runs.values():
         fills = executed = 0
@@ -154,6 +187,8 @@ def icebergs(observer: Observer, now_ms: int) -> list[dict[str, Any]]:
         reference = run.reference_qty
         if fills < options.iceberg_min_fills or executed <= options.iceberg_tolerance * reference:
             continue
+        if executed < floor:
+            continue  # a dust level refilled: nothing hidden worth the name
         found.append(_iceberg_item(run, fills, executed, options))
     found.sort(key=lambda item: item["executed_to_visible"], reverse=True)
     return found[: options.max_reported_icebergs]
@@ -194,7 +229,8 @@ def flash_crash_risk(observer: Observer, state: SymbolState,
                      now_ms: int) -> list[dict[str, Any]]:
     """Two of three stress signals at once, each against this symbol's own recent past.
 
-    * ``spread`` — the spread now > ``spread_k`` × the median spread of the baseline;
+    * ``spread`` — the spread now > ``spread_k`` × the median spread of the baseline,
+      and >= ``min_spread_bps``;
     * ``thin_book`` — quote notional within ``depth_band_bps`` of mid (bids + asks)
       below the ``depth_percentile`` of the baseline;
     * ``selling_acceleration`` — net flow (buy − sell base volume) of the last
@@ -256,7 +292,8 @@ def _flash_figures(observer: Observer, state: SymbolState,
         figures["depth_floor_notional"] = floor
         if median > 0:
             figures["spread_ratio"] = round(figures["spread_bps"] / median, 4)
-            figures["spread"] = figures["spread_bps"] > options.spread_k * median
+            figures["spread"] = (figures["spread_bps"] > options.spread_k * median
+                                 and figures["spread_bps"] >= options.min_spread_bps)
             figures["evaluated"].add("spread")
         figures["thin_book"] = figures["depth_notional"] < floor
         figures["evaluated"].add("thin_book")

@@ -70,11 +70,33 @@ class Placement:
     """The wall threshold it was measured against."""
     level_qty: float
     """The level's quantity at the last observation."""
+    touch_qty: float
+    """The best level's quantity on the same side when it was seen placed."""
     traded: float = 0.0
     cancelled: float = 0.0
     followed: bool = True
     void: bool = False
     """Lost track of by a book reset: counted neither way."""
+    pulled_ms: int | None = None
+    """When the cancelled part first reached ``pulled_fraction`` of it (None: not pulled)."""
+    pulled_distance_bps: float | None = None
+    """From mid at that moment: below ``distance_bps`` when the price came towards it."""
+
+    @property
+    def approach_bps(self) -> float | None:
+        """How much nearer mid came between placement and pull (negative: it moved away)."""
+        if self.pulled_distance_bps is None:
+            return None
+        return self.distance_bps - self.pulled_distance_bps
+
+    @property
+    def lifetime_ms(self) -> int | None:
+        return None if self.pulled_ms is None else self.pulled_ms - self.placed_ms
+
+    @property
+    def touch_ratio(self) -> float:
+        """Placed size over the touch's size then (inf on an empty touch)."""
+        return self.placed_qty / self.touch_qty if self.touch_qty > 0 else float("inf")
 
     @property
     def remaining(self) -> float:
@@ -161,6 +183,8 @@ class Observer:
         self.placements: deque[Placement] = deque(maxlen=options.max_placements)
         self.runs: dict[tuple[str, float], FillRun] = {}
         self.touch: dict[str, tuple[float, float] | None] = dict.fromkeys(SIDES)
+        self._touch_now: dict[str, tuple[float, float] | None] = dict.fromkeys(SIDES)
+        """The touch of the current look (``touch`` is the previous look's)."""
         self.samples = SampleRing(options.max_baseline_samples)
 
     # ------------------------------------------------------------------ observe
@@ -185,6 +209,7 @@ class Observer:
         if mid is None:
             self._forget_book()
             return
+        self._touch_now = {"bid": book.best_bid(), "ask": book.best_ask()}
         self._follow_placements(book, fills, mid, now_ms)
         self._follow_runs(book, fills, now_ms)
         if now_ms >= self._next_scan_ms:
@@ -244,6 +269,7 @@ class Observer:
                            mid: float, now_ms: int) -> None:
         """Split each followed level's fall into traded and cancelled; spot re-placements."""
         threshold = self.threshold
+        pulled_fraction = self.options.pulled_fraction
         for key, placement in list(self.tracked.items()):
             side, price = key
             qty = book.qty_at(side, price)
@@ -258,6 +284,10 @@ class Observer:
                 pulled = min(fall - traded, remaining)
                 placement.cancelled += pulled
                 remaining -= pulled
+                if (placement.pulled_ms is None
+                        and placement.cancelled >= pulled_fraction * placement.placed_qty):
+                    placement.pulled_ms = now_ms
+                    placement.pulled_distance_bps = abs(price - mid) / mid * 1e4
             rise = qty - placement.level_qty
             placement.level_qty = qty
             if remaining <= placement.placed_qty * _RESOLVED or qty <= 0.0:
@@ -276,7 +306,9 @@ class Observer:
         if len(tracked) >= self.options.max_tracked_levels:
             oldest = min(tracked, key=lambda k: tracked[k].placed_ms)
             tracked.pop(oldest).followed = False
-        placement = Placement(side, price, now_ms, placed, distance_bps, threshold, level_qty)
+        touch = self._touch_now[side]
+        placement = Placement(side, price, now_ms, placed, distance_bps, threshold, level_qty,
+                              touch[1] if touch is not None else 0.0)
         tracked[side, price] = placement
         self.placements.append(placement)
 
