@@ -37,6 +37,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from marketcore_venue_binance.tasks import stop_tasks
+
 __all__ = [
     "SHUTDOWN",
     "Backoff",
@@ -263,6 +265,13 @@ def _retryable(error: BaseException) -> bool:
     return not isinstance(error, (TypeError, AttributeError, NameError, AssertionError))
 
 
+def _abort(session: Session) -> None:
+    """Drop the session's socket at once, without a close handshake."""
+    transport = getattr(session.websocket, "transport", None)
+    if transport is not None:
+        transport.abort()
+
+
 class FeedConnection:
     """One logical streaming connection, kept alive over successive sessions.
 
@@ -311,11 +320,14 @@ class FeedConnection:
         finally:
             for task in [*self._readers.values(), *self._ready_tasks]:
                 task.cancel()
-            for session in list(self._readers):
-                await self._close(session, SHUTDOWN, replaced=False)
-            for task in list(self._ready_tasks):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            try:
+                for session in list(self._readers):
+                    await self._close(session, SHUTDOWN, replaced=False)
+            finally:  # cancelled again meanwhile: drop what is left, own every task
+                for session in self._readers:
+                    _abort(session)
+                await stop_tasks(*self._readers.values(), *self._ready_tasks)
+                self._readers.clear()
 
     async def _run(self) -> None:
         current: Session | None = None
@@ -367,10 +379,7 @@ class FeedConnection:
                                return_when=asyncio.FIRST_COMPLETED)
         finally:
             completed = handover.done()
-            if not completed:
-                handover.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await handover
+            await stop_tasks(handover)
         new_reader = self._readers.get(new)
         if new_reader is None or new_reader.done():  # the replacement died: keep the old one
             await self._close(new, self._end_reason(new_reader) if new_reader else "closed",
@@ -480,8 +489,11 @@ class FeedConnection:
             if age >= policy.rotate_after_s:
                 return f"rotate: connection age {age:.0f} s"
             timeout = min(policy.watchdog_s - silent, policy.rotate_after_s - age)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result
+            # when the wait ends in the same step as a cancellation, losing the latter
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.001))
+                async with asyncio.timeout(max(timeout, 0.001)):
+                    await self._wake.wait()
 
     @staticmethod
     def _end_reason(reader: asyncio.Task[None]) -> str:
@@ -497,17 +509,20 @@ class FeedConnection:
         if session.closed:
             return
         session.closed = True
-        reader = self._readers.pop(session, None)
-        if reader is not None and not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(session.websocket.close(),
-                                   timeout=self.policy.close_timeout_s)
-        if self.session is session:
-            self.session = None
         try:
-            self.handler.session_ended(session, reason, replaced)
-        except Exception:
-            log.exception("%s: session_ended handler failed", self.name)
+            await stop_tasks(self._readers.pop(session, None))
+            with contextlib.suppress(Exception):  # TimeoutError included
+                async with asyncio.timeout(self.policy.close_timeout_s):
+                    await session.websocket.close()
+        finally:
+            # A close handshake that timed out or was cancelled leaves the socket open
+            # (and, with nobody reading any more, possibly paused with a full queue, so
+            # it never sees the server's close): drop it. After a clean close the
+            # socket is gone already and this does nothing.
+            _abort(session)
+            if self.session is session:
+                self.session = None
+            try:
+                self.handler.session_ended(session, reason, replaced)
+            except Exception:
+                log.exception("%s: session_ended handler failed", self.name)

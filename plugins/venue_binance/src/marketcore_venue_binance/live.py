@@ -50,6 +50,7 @@ from marketcore_venue_binance.streams import (
     stream_names,
     subscription_messages,
 )
+from marketcore_venue_binance.tasks import stop_tasks
 
 __all__ = ["FrameTap", "LiveClient", "Slot"]
 
@@ -99,13 +100,12 @@ class Slot:
         return [name for symbol in self.symbols for name in stream_names(symbol, kinds)]
 
     async def run(self) -> None:
-        subscriptions = asyncio.create_task(self._subscriptions())
+        subscriptions = asyncio.create_task(self._subscriptions(),
+                                            name=f"{self.connection.name} subscriptions")
         try:
             await self.connection.run()
         finally:
-            subscriptions.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await subscriptions
+            await stop_tasks(subscriptions)
 
     def forget(self, symbol: str) -> None:
         """``symbol`` left this slot."""
@@ -359,17 +359,11 @@ class LiveClient:
                     else:
                         task = self._tasks.pop(number, None)
                         del self.slots[number]
-                        if task is not None:
-                            task.cancel()
-                            with contextlib.suppress(asyncio.CancelledError, Exception):
-                                await task
+                        # the host may stop the venue during this wait: its cancellation
+                        # must end run(), not vanish with the slot's own
+                        await stop_tasks(task)
         finally:
-            tasks = [*self._tasks.values(), *background]
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await stop_tasks(*self._tasks.values(), *background)
             self._tasks.clear()
 
     def dispatch(self, symbol: str, kind: str, event: Any, recv_ns: int, raw: bytes) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 import time
@@ -31,6 +30,7 @@ from marketcore.profile import load_profile, structure_options
 
 from marketcore_venue_binance.options import MARKETS, BinanceOptions
 from marketcore_venue_binance.recording import RecordingWriter
+from marketcore_venue_binance.tasks import stop_tasks
 from marketcore_venue_binance.venue import BinanceVenue
 
 __all__ = ["Recorder", "configure", "run"]
@@ -102,19 +102,19 @@ class Recorder:
         receives the venue's events meanwhile (ignored by default)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stop = stop or asyncio.Event()
-        task = asyncio.create_task(self.venue.run(emit or (lambda _event: None), tap=self.tap))
+        task = asyncio.create_task(self.venue.run(emit or (lambda _event: None), tap=self.tap),
+                                   name="binance-record venue")
+        waiter = asyncio.create_task(stop.wait(), name="binance-record stop")
         try:
-            waiter = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({task, waiter}, timeout=duration_s,
                                          return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
             if task in done:
                 task.result()  # a failure of the client: raise it
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self.close()
+            try:
+                await stop_tasks(waiter, task)
+            finally:
+                self.close()
 
     def close(self) -> None:
         for writer in self.writers.values():

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from marketcore_venue_binance.connection import Backoff, EndpointPool
+from marketcore_venue_binance.tasks import stop_tasks
 
 __all__ = ["HttpError", "HttpResponse", "RestRequest", "RestScheduler", "http_get"]
 
@@ -99,6 +100,11 @@ async def _get(url: str, headers: dict[str, str]) -> HttpResponse:
             found[name.strip().lower()] = value.strip()
         body = await _read_body(reader, found)
         return HttpResponse(status, found, body)
+    except BaseException:
+        # failed, timed out or cancelled: drop the socket, so that waiting for it to
+        # close below cannot hang on a peer that stopped reading
+        writer.transport.abort()
+        raise
     finally:
         writer.close()
         with contextlib.suppress(Exception):
@@ -218,11 +224,7 @@ class RestScheduler:
         try:
             await asyncio.gather(*workers)
         finally:
-            for worker in workers:
-                worker.cancel()
-            for worker in workers:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await worker
+            await stop_tasks(*workers)
 
     async def _next(self) -> RestRequest:
         while not self._queue:

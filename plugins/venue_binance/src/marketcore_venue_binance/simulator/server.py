@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import http
 import json
+import threading
 import time
 from collections.abc import Awaitable, Coroutine
 from pathlib import Path
@@ -44,6 +45,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from ..tasks import finish, stop_tasks
 from . import encode
 from .config import SimulatorConfig
 from .engine import Engine, Served, Slot
@@ -59,6 +61,8 @@ __all__ = ["ExchangeSimulator"]
 _COUNTED = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG})
 _BATCH = 2000  # timeline items per replay step before the loop yields
 _MAX_SLEEP_S = 0.25  # the replay wakes at least this often (stalls, pauses, stop)
+_CLOSE_TIMEOUT_S = 2.0  # websockets' close handshake bound per connection
+_CLOSE_GRACE_S = _CLOSE_TIMEOUT_S + 1.0  # stop(): then every socket left is dropped
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 
 
@@ -69,12 +73,24 @@ class _Connection(ServerConnection):
         super().__init__(*args, **kwargs)
         self.sim_client: _Client | None = None
         self.sim_plan: tuple[bool, list[str]] = (False, [])
+        self.sim_sockets: set[_Connection] | None = None
+        """The simulator's set of open sockets: joined once connected, left when closed."""
 
     def process_event(self, event: Any) -> None:
         client = self.sim_client
         if client is not None and isinstance(event, Frame) and event.opcode in _COUNTED:
             client.incoming()
         super().process_event(event)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.sim_sockets is not None:
+            self.sim_sockets.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.sim_sockets is not None:
+            self.sim_sockets.discard(self)
+        super().connection_lost(exc)
 
 
 class _Client:
@@ -128,6 +144,8 @@ class ExchangeSimulator:
         self.rest: RestApi | None = None
         self._server: Server | None = None
         self._clients: set[_Client] = set()
+        self._sockets: set[_Connection] = set()
+        self._closing = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._replay_task: asyncio.Task[None] | None = None
         self._go = asyncio.Event()
@@ -150,12 +168,12 @@ class ExchangeSimulator:
         """Load the recordings, open the port, start the replay (per ``config.start``)."""
         if self._server is not None:
             return
+        self._closing.clear()
         cfg = self.config
         for path in cfg.recordings:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"recording not found: {path}")
-        self.recording = await asyncio.to_thread(load_recordings, list(cfg.recordings),
-                                                 cfg.market)
+        self.recording = await self._load(cfg)
         self.engine = Engine(self.recording, cfg)
         self._stats.recorded_gaps = self.engine.recorded_gaps
         self.rest = RestApi(self.engine, self._budget, self._stats)
@@ -163,9 +181,9 @@ class ExchangeSimulator:
         self.engine.set_clock(time.time() * 1000, cfg.speed)
         self._server = await serve(
             self._handler, cfg.host, cfg.port, process_request=self._process_request,
-            create_connection=_Connection, compression=None,
+            create_connection=self._connection, compression=None,
             ping_interval=cfg.ping_interval_s, ping_timeout=cfg.pong_timeout_s,
-            close_timeout=2, max_size=64 * 1024, max_queue=16, open_timeout=600,
+            close_timeout=_CLOSE_TIMEOUT_S, max_size=64 * 1024, max_queue=16, open_timeout=600,
             server_header="marketcore-binance-sim")
         port = self._server.sockets[0].getsockname()[1]
         host = "127.0.0.1" if cfg.host in ("", "0.0.0.0") else cfg.host
@@ -177,22 +195,64 @@ class ExchangeSimulator:
             self._go.set()
 
     async def stop(self) -> None:
-        """Close every connection, stop the replay; every task is awaited."""
-        if self._replay_task is not None:
-            self._replay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replay_task
-            self._replay_task = None
-        if self._server is not None:
-            for client in list(self._clients):
-                client.reason = client.reason or "stopped"
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Close every connection, stop the replay; every task is awaited.
+
+        Bounded: a socket still in its opening handshake — a REST request held back by
+        a delay, a client that never sent its request — is dropped at once (websockets
+        would wait ``open_timeout`` for it); WebSocket connections get
+        :data:`_CLOSE_GRACE_S` for their close handshake, then are dropped too (a client
+        that stopped reading never completes it). The port is closed even when the
+        caller is cancelled meanwhile (the cancellation is raised once all has stopped).
+        """
+        self._closing.set()
+        replay, self._replay_task = self._replay_task, None
+        try:
+            await stop_tasks(replay)
+        finally:
+            server, self._server = self._server, None
+            try:
+                if server is not None:
+                    for client in list(self._clients):
+                        client.reason = client.reason or "stopped"
+                    server.close()
+                    self._abort_sockets(State.CONNECTING)
+                    try:
+                        async with asyncio.timeout(_CLOSE_GRACE_S):
+                            await server.wait_closed()
+                    except TimeoutError:
+                        self._abort_sockets()
+                        await server.wait_closed()
+            finally:
+                await stop_tasks(*self._tasks)
+
+    async def _load(self, cfg: SimulatorConfig) -> Recording:
+        """Read the recordings in a thread; a cancelled start stops the thread too.
+
+        ``asyncio.to_thread`` alone would return at once on cancellation and leave the
+        thread reading (seconds for a day of recording) with no owner.
+        """
+        abandon = threading.Event()
+        loading = asyncio.create_task(asyncio.to_thread(
+            load_recordings, list(cfg.recordings), cfg.market, abandon=abandon),
+            name="binance-sim load")
+        try:
+            return await asyncio.shield(loading)
+        except asyncio.CancelledError:
+            abandon.set()  # the reader gives up within a few thousand frames
+            await finish(loading)
+            raise
+
+    def _abort_sockets(self, state: State | None = None) -> None:
+        """Drop every socket (in ``state``) without a close handshake."""
+        for connection in list(self._sockets):
+            if state is None or connection.protocol.state is state:
+                connection.transport.abort()
+
+    def _connection(self, *args: Any, **kwargs: Any) -> _Connection:
+        """websockets' connection factory: every socket is known until it closes."""
+        connection = _Connection(*args, **kwargs)
+        connection.sim_sockets = self._sockets
+        return connection
 
     async def __aenter__(self) -> ExchangeSimulator:
         await self.start()
@@ -639,8 +699,11 @@ class ExchangeSimulator:
         rest = self.rest
         if rest is not None and rest.handles(path):
             reply = rest.handle(method, path, query, ip)
-            if reply.delay_s:
-                await asyncio.sleep(reply.delay_s)
+            if reply.delay_s and not self._closing.is_set():
+                # held back (latency, a fault); stop() must not wait for the delay
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(reply.delay_s):
+                        await self._closing.wait()
             return _response(reply.status, reply.body, reply.headers)
         return _response(404, b'{"code":-1,"msg":"Not found"}')
 

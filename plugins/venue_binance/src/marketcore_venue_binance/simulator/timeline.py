@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "AggTradeEvent",
     "BookTickerEvent",
     "DepthEvent",
+    "LoadAbandoned",
     "OtherEvent",
     "RecordedSymbol",
     "Recording",
@@ -234,13 +236,28 @@ class _Frame:
     where: str
 
 
-def load_recordings(paths: Sequence[str | Path], market: str = "spot") -> Recording:
-    """Read, check and prepare recordings for replay (``market``: spot, usdm or auto)."""
+class LoadAbandoned(Exception):
+    """:func:`load_recordings` stopped early: its ``abandon`` event was set."""
+
+
+def load_recordings(paths: Sequence[str | Path], market: str = "spot", *,
+                    abandon: threading.Event | None = None) -> Recording:
+    """Read, check and prepare recordings for replay (``market``: spot, usdm or auto).
+
+    Loading takes seconds for long recordings and runs in a thread; setting ``abandon``
+    (the simulator's start was cancelled) makes it raise :class:`LoadAbandoned` soon.
+    """
     if not paths:
         raise RecordingError("no recording given")
     if market not in (*MARKETS, "auto"):
         raise RecordingError(f"unknown market {market!r}: expected one of {MARKETS}")
-    frames = list(_frames(paths))
+
+    def check() -> None:
+        if abandon is not None and abandon.is_set():
+            raise LoadAbandoned("loading the recordings was abandoned")
+
+    frames = list(_frames(paths, check))
+    check()
     if not frames:
         raise RecordingError(f"{', '.join(map(str, paths))}: no frames")
     has_pu = any(f.kind == "depth" and "pu" in f.data for f in frames)
@@ -262,7 +279,7 @@ def load_recordings(paths: Sequence[str | Path], market: str = "spot") -> Record
     items: list[tuple[int, int, int, int, Any]] = []
     symbols: list[RecordedSymbol] = []
     for name in sorted(by_symbol):
-        symbol = _prepare_symbol(name, by_symbol[name], market, len(symbols), items)
+        symbol = _prepare_symbol(name, by_symbol[name], market, len(symbols), items, check)
         if symbol is not None:
             symbols.append(symbol)
     if not symbols:
@@ -275,11 +292,13 @@ def load_recordings(paths: Sequence[str | Path], market: str = "spot") -> Record
                      tuple(str(p) for p in paths))
 
 
-def _frames(paths: Sequence[str | Path]) -> Iterator[_Frame]:
+def _frames(paths: Sequence[str | Path], check: Callable[[], None]) -> Iterator[_Frame]:
     """Every frame of every file, merged by receive time (files may continue each other)."""
     streams = [_file_frames(str(p), i) for i, p in enumerate(paths)]
     for seq, frame in enumerate(heapq.merge(*streams, key=lambda f: f.recv_ns)):
         frame.seq = seq
+        if not seq & 1023:
+            check()
         yield frame
 
 
@@ -364,7 +383,8 @@ def _assign_snapshots(snapshots: list[_Frame], by_symbol: dict[str, list[_Frame]
 
 
 def _prepare_symbol(name: str, frames: list[_Frame], market: str, index: int,
-                    items: list[tuple[int, int, int, int, Any]]) -> RecordedSymbol | None:
+                    items: list[tuple[int, int, int, int, Any]],
+                    check: Callable[[], None]) -> RecordedSymbol | None:
     depth_frames = [f for f in frames if f.kind == "depth"]
     if not depth_frames:
         return None  # trades only: nothing to build a book from; not served
@@ -373,7 +393,9 @@ def _prepare_symbol(name: str, frames: list[_Frame], market: str, index: int,
     except (KeyError, IndexError, TypeError) as exc:
         raise RecordingError(f"{name}: malformed event in the recording: {exc!r}") from None
     native = _native_interval(depth_frames[0].suffix, market)
+    check()
     start, streamed, resets, gaps = _sequence(name, frames, market, scale)
+    check()
     if not streamed:
         raise RecordingError(f"{name}: no diff event after the snapshot "
                              f"(lastUpdateId {start.L})")
@@ -392,6 +414,7 @@ def _prepare_symbol(name: str, frames: list[_Frame], market: str, index: int,
     for frame, reset in resets:
         items.append((reset.recv_ns, frame.seq, RESET, index, reset))
     _add_trades(symbol, frames, index, items)
+    check()
     for frame in frames:
         try:
             if frame.kind == "bookTicker":
