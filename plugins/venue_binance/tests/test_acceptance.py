@@ -281,7 +281,8 @@ def test_300_symbols_reconnecting_at_once_never_trip_the_weight_limit(spot_recor
                 await wait_for(lambda: venue.stats.reconnects >= 1, what="the reconnect")
                 await wait_for(lambda: all(host.snapshots[s] >= 2 for s in symbols),
                                timeout_s=120, what="all 300 symbols resynced")
-                await synced_at_sim(venue, host, sim, symbols[:3])
+                # a liveness bound: 300 symbols' backlog drains slowly on a loaded machine
+                await synced_at_sim(venue, host, sim, symbols[:3], timeout_s=90)
                 for symbol in symbols[:3]:
                     assert_books_equal(host, sim, symbol, 100)
             stats, served = venue.stats, sim.stats
@@ -295,7 +296,7 @@ def test_300_symbols_reconnecting_at_once_never_trip_the_weight_limit(spot_recor
                 states = host.states(symbol)
                 assert states[0] is VenueState.DOWN and VenueState.RESYNCING in states, symbol
 
-    run(scenario(), timeout_s=180.0)
+    run(scenario(), timeout_s=360.0)
 
 
 # ---------------------------------------------------------------------------
