@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from decimal import Decimal
 
@@ -455,3 +456,20 @@ def test_15_digit_decimals_round_trip_through_float(
     if "E" not in text and "." in text:
         text += "0" * trailing_zeros
     assert Decimal(format(float(text), ".15g")) == Decimal(text)
+
+
+@given(st.lists(st.tuples(st.integers(1, 400), st.integers(0, 50)), min_size=1, max_size=400),
+       st.lists(st.tuples(st.integers(401, 800), st.integers(0, 50)), min_size=1, max_size=400))
+def test_wider_tracked_bands_never_sum_to_less_than_narrower(bid_steps, ask_steps):
+    """Running sums carry rounding residue; nesting must survive it (a report shows the
+    10 bps band next to the 50 bps one)."""
+    book = Book()
+    book.load_snapshot([(100.0 + i * 0.01, 1.0) for i in range(1, 300)],
+                       [(104.0 + i * 0.01, 1.0) for i in range(1, 300)])
+    for (b_tick, b_qty), (a_tick, a_qty) in zip(bid_steps, ask_steps, strict=False):
+        book.apply([(100.0 + b_tick * 0.01, b_qty / 7.0)], [(100.0 + a_tick * 0.01, a_qty / 3.0)])
+        if book.mid() is None:
+            continue
+        sums = [book.band_sums(bps) for bps in book.tracked_bands_bps]
+        for narrow, wide in itertools.pairwise(sums):
+            assert all(n <= w for n, w in zip(narrow, wide, strict=True)), (narrow, wide)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from typing import ClassVar
@@ -219,11 +220,13 @@ def test_a_plugin_can_offer_the_default_profile(install_plugin, tmp_path):
     out = tmp_path / "reports.jsonl"
     code = f"import sys; from marketcore.cli import main; sys.exit(main(['replay', '--out', {str(out)!r}]))"
     run = [sys.executable, "-c", code]
-    result = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    only = {**os.environ, "MARKETCORE_LOAD_PLUGINS": ""}  # built-ins only, whatever is installed
+    result = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False, env=only)
     assert result.returncode == 0, result.stderr
     assert "DOGEUSDT" not in out.read_text()  # the core's own default: the synthetic venue's symbols
     install_plugin("my-default", "mc_default", DEFAULT_PROFILE_PLUGIN)
-    result = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    only = {**os.environ, "MARKETCORE_LOAD_PLUGINS": "my-default"}
+    result = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False, env=only)
     assert result.returncode == 0, result.stderr
     symbols = {json.loads(line)["symbol"] for line in out.read_text().splitlines()}
     assert symbols == {"DOGEUSDT"}

@@ -256,11 +256,11 @@ class Book:
         # A band with no level is an exact zero, not the rounding residue of its sums.
         bid_qty = bid_notional = ask_qty = ask_notional = 0.0
         if bid[0] >= bids.edges[j]:
-            bid_qty = sum(bids.band_qty[: j + 1])
-            bid_notional = sum(bids.band_notional[: j + 1])
+            bid_qty = _nested_total(bids.band_qty, j)
+            bid_notional = _nested_total(bids.band_notional, j)
         if ask[0] <= asks.edges[j]:
-            ask_qty = sum(asks.band_qty[: j + 1])
-            ask_notional = sum(asks.band_notional[: j + 1])
+            ask_qty = _nested_total(asks.band_qty, j)
+            ask_notional = _nested_total(asks.band_notional, j)
         return (bid_qty, ask_qty, bid_notional, ask_notional)
 
     def side_arrays(self, side: str) -> tuple[np.ndarray, np.ndarray]:
@@ -303,6 +303,17 @@ class Book:
         _move_edges(self._bids, bid_edges, self._width, is_bid=True)
         _move_edges(self._asks, ask_edges, self._width, is_bid=False)
         self._anchor_mid = mid
+
+
+def _nested_total(segments: tuple[float, ...], j: int) -> float:
+    """Band ``j``'s total from its nested segments. A segment holds positive quantities,
+    so rounding residue below zero is dropped: wider bands then never sum to less than
+    narrower ones."""
+    total = 0.0
+    for value in segments[: j + 1]:
+        if value > 0.0:
+            total += value
+    return total
 
 
 def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], width: float) -> None:

@@ -117,7 +117,7 @@ _EXTEND_CAP = 20  # levels added at the far end per step when a side runs short
 _MAX_WALLS = 8
 _WALL_BPS = (12.0, 45.0)  # how far from the touch walls go
 _WALL_P95 = (4.0, 8.0)  # wall sizes, in nominal P95s of the level sizes at their distance
-_REFILL, _FAR_END, _JUMPS, _WALLS, _THIN, _ICEBERGS = range(1, 7)  # tags of _Aside draws
+_BOOK, _JUMPS, _WALLS, _THIN, _ICEBERGS = range(1, 6)  # tags of the _Aside draws
 _BUCKET_MS = 300_000  # 24 h statistics in 5-minute buckets
 _BUCKETS = 288
 _NO_LOW = 1 << 62  # the low of a bucket without trades
@@ -292,22 +292,24 @@ class _Draws:
 class _Aside:
     """Draws kept apart from the market's own (:class:`_Draws`), from a generator of their
     own seeded from the symbol and a tag: those of each feature (jumps, walls, thin
-    stretches, icebergs), and those whose number depends on the book (the levels that
-    refill a moved touch or extend the far end).
+    stretches, icebergs: ``uniform`` and ``exponential``), and those whose number depends
+    on the book (the levels that refill a moved touch or extend the far end:
+    ``exponential`` gaps and log-normal ``size`` factors).
 
     The market's draws are then taken in the same order whatever the book looks like and
-    whichever features are on, so with the same seed a market with walls is the market
-    without them plus the walls and what they touch, not a different market.
+    whichever features are on, so with the same seed a market with walls starts as the
+    market without them plus the walls, not as a different market.
     """
 
-    __slots__ = ("exponential", "normal", "size", "uniform")
+    __slots__ = ("exponential", "size", "uniform")
 
     def __init__(self, seed: int, key: int, tag: int) -> None:
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, key, tag])))
-        self.uniform = _stream(rng.random)
         self.exponential = _stream(rng.standard_exponential)
-        self.normal = _stream(rng.standard_normal)
-        self.size = _stream(lambda n: np.exp(_SIZE_SIGMA * rng.standard_normal(n)))
+        if tag == _BOOK:
+            self.size = _stream(lambda n: np.exp(_SIZE_SIGMA * rng.standard_normal(n)))
+        else:
+            self.uniform = _stream(rng.random)
 
 
 class _Side:
@@ -558,8 +560,7 @@ class _SymbolSim:
         self.day = self._prior_day(rng)
         self.reveal_cap = max(1, int(self.level_lots * _P95))
         start = config.start_ms
-        self.refill_draw = _Aside(config.seed, inst.key, _REFILL)
-        self.far_draw = _Aside(config.seed, inst.key, _FAR_END)
+        self.book_draw = _Aside(config.seed, inst.key, _BOOK)
         self.asides: dict[int, _Aside] = {}  # the features', made when first needed
         # The first times of all features, on or off, so the market's draws are the same.
         first = [self.draw.exponential() for _ in range(4)]
@@ -771,7 +772,7 @@ class _SymbolSim:
             side.remove_inside(touch)
             if touch not in side.lots:
                 limit = side.keys[0] if side.keys else _FAR
-                draw = self.refill_draw
+                draw = self.book_draw
                 ticks = [touch, *self._walk(side.sign, touch, touch, _FILL_CAP, limit, draw)]
                 side.insert_run(ticks, self._sizes(side, touch, ticks, draw.size))
 
@@ -862,7 +863,8 @@ class _SymbolSim:
         The far end is the edge of a window that slides with the touch, not where orders
         come and go: levels it reveals are ordinary (at most the nominal P95 size), so
         a slide never looks like a large order placed, and walls are not trimmed (the
-        next level inwards is). Its draws are apart, as the slides depend on the book.
+        next level inwards is). Its draws are apart (as are the refills'), as the slides
+        depend on the book.
         """
         levels, cap, walls = self.config.levels, self.reveal_cap, self.walls
         for side in (self.bids, self.asks):
@@ -873,10 +875,13 @@ class _SymbolSim:
                     side.remove_outermost()
             missing = levels - len(side.keys)
             if missing > self.slack:
-                touch, count, draw = side.touch(), min(missing, _EXTEND_CAP), self.far_draw
+                touch, count, draw = side.touch(), min(missing, _EXTEND_CAP), self.book_draw
                 ticks = self._walk(side.sign, touch, side.tick_at(-1), count, _FAR, draw)
                 sizes = self._sizes(side, touch, ticks, draw.size)
-                side.insert_run(ticks, [lots if lots < cap else cap for lots in sizes])
+                for at, lots in enumerate(sizes):
+                    if lots > cap:
+                        sizes[at] = cap
+                side.insert_run(ticks, sizes)
 
     def _trim_inside_walls(self, side: _Side) -> None:
         """Remove the outermost level that is not a wall."""
@@ -982,7 +987,7 @@ class _SymbolSim:
         if ice.tick not in side.lots:
             self.iceberg = None  # the price ran away and the level went with it
             return
-        wobble = 1.0 + 0.05 * max(-1.0, min(1.0, self._aside(_ICEBERGS).normal()))
+        wobble = 0.95 + 0.1 * self._aside(_ICEBERGS).uniform()
         side.set(ice.tick, max(1, int(ice.lots * wobble)))
 
     def _cross_if_due(self) -> None:
