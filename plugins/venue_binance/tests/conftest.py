@@ -133,13 +133,15 @@ def sim_book(sim, symbol: str) -> tuple[int, dict[float, float], dict[float, flo
 
 
 async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0,
-                   what: str = "condition") -> None:
-    """Poll ``predicate`` until true; fail (not hang) after ``timeout_s``."""
+                   what: str = "condition", detail: Callable[[], str] | None = None) -> None:
+    """Poll ``predicate`` until true; fail (not hang) after ``timeout_s``, with
+    ``detail()`` in the message so a timeout in CI says where things stood."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            extra = f": {detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{extra}")
         await asyncio.sleep(0.01)
 
 

@@ -6,7 +6,10 @@ blow through that and earn HTTP 429 (``Retry-After``) and then 418 (an IP ban). 
 request of a venue instance goes through one :class:`RestScheduler`:
 
 * a rolling 60 s **weight budget** (``weight_per_minute``): a request waits until its
-  weight fits;
+  weight fits. A request's weight counts from the moment its answer arrives, the
+  latest instant the exchange can have counted it, so a request that reached the
+  exchange late (a busy event loop, a slow network) can never land in the same
+  exchange minute as one sent a rolling minute later;
 * a random **jitter** before each request, so a burst of resyncs is spread out;
 * **429 / 418**: every request pauses until ``Retry-After`` has passed (a default when
   the header is missing), the request goes back to the front of the queue;
@@ -174,7 +177,8 @@ class RestScheduler:
         self._rng = rng or random.Random()
         self._queue: deque[RestRequest] = deque()
         self._by_key: dict[str, RestRequest] = {}
-        self._spent: deque[tuple[float, int]] = deque()
+        self._spent: deque[list] = deque()
+        """``[time, weight]`` of each request in the rolling window, oldest first."""
         self._blocked_until = 0.0
         self._ready = asyncio.Event()
         self._budget_lock = asyncio.Lock()
@@ -211,10 +215,10 @@ class RestScheduler:
         return max(0.0, self._blocked_until - self.clock())
 
     def spent_last_minute(self) -> int:
-        now = self.clock()
-        while self._spent and self._spent[0][0] <= now - 60.0:
+        horizon = self.clock() - 60.0
+        while self._spent and self._spent[0][0] <= horizon:
             self._spent.popleft()
-        return sum(w for _, w in self._spent)
+        return sum(w for t, w in self._spent if t > horizon)
 
     # ----------------------------------------------------------------- run
 
@@ -238,10 +242,13 @@ class RestScheduler:
             item = await self._next()
             if item.cancelled:
                 continue
-            await self._spend(item.weight)
+            spent = await self._spend(item.weight)
             if item.cancelled:
                 continue
-            outcome = await self._fetch(item)
+            try:
+                outcome = await self._fetch(item)
+            finally:
+                spent[0] = self.clock()  # counted from the answer, see the module notes
             if outcome == "retry":
                 item.attempts += 1
                 await asyncio.sleep(backoff.next_delay())
@@ -251,8 +258,9 @@ class RestScheduler:
             else:
                 backoff.reset()
 
-    async def _spend(self, weight: int) -> None:
-        """Wait for the jitter, any 429/418 pause and room in the weight budget."""
+    async def _spend(self, weight: int) -> list:
+        """Wait for the jitter, any 429/418 pause and room in the weight budget; return
+        the ``[time, weight]`` entry booked in the rolling window."""
         if self.jitter_s > 0:
             await asyncio.sleep(self._rng.uniform(0, self.jitter_s))
         async with self._budget_lock:
@@ -264,11 +272,14 @@ class RestScheduler:
                 spent = self.spent_last_minute()
                 if spent + weight <= self.weight_per_minute or not self._spent:
                     break
-                await asyncio.sleep(max(0.01, self._spent[0][0] + 60.0 - self.clock()))
-            self._spent.append((self.clock(), weight))
+                oldest = min(t for t, _ in self._spent)
+                await asyncio.sleep(max(0.01, oldest + 60.0 - self.clock()))
+            entry = [self.clock(), weight]
+            self._spent.append(entry)
             self.weight_used += weight
             if self.stats is not None:
                 self.stats.snapshot_weight_used += weight
+            return entry
 
     async def _fetch(self, item: RestRequest) -> str:
         endpoint, wait_s = self.endpoints.pick()
