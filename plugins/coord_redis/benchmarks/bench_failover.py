@@ -152,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "setup": {"nodes": args.nodes, "symbols": len(SYMBOLS), "lease_ttl_ms": args.ttl_ms,
                   "fast_period_ms": args.fast_period_ms,
                   "other_coordinator_options": "defaults (node_timeout_ms = TTL, watch_ms 250, "
-                                               "heartbeat_ms 1000, min_hold_ms 2000)",
+                                               "heartbeat_ms 1000, min_hold_ms 2000; join and "
+                                               "leave notices on the fleet channel)",
                   "redis": version,
                   "python": platform.python_version(), "machine": platform.machine(),
                   "wall_s": round(time.time() - started, 1)},

@@ -76,20 +76,25 @@ def naive_xxhash(symbols: list[str], nodes: list[str]) -> dict[str, str] | None:
             for symbol in symbols}
 
 
-def movement(symbols: list[str], nodes: list[str], sticky: float) -> dict[str, Any]:
-    before = assign(symbols, nodes, sticky_pct=sticky).as_dict()
-    joined = assign(symbols, [*nodes, "node-new"], before, sticky_pct=sticky)
-    left = assign(symbols, nodes[1:], before, sticky_pct=sticky)
-    moved_join = sum(before[s] != joined.owner(s) for s in symbols)
-    moved_leave = sum(before[s] != left.owner(s) for s in symbols)
+def movement(symbols: list[str], nodes: list[str]) -> dict[str, Any]:
+    """Movement from a settled assignment when one node joins, and when one leaves."""
+    before = assign(symbols, nodes).as_dict()
+    joined = assign(symbols, [*nodes, "node-new"], before)
+    left = assign(symbols, nodes[1:], before)
+    moved_join = [s for s in symbols if before[s] != joined.owner(s)]
+    moved_leave = [s for s in symbols if before[s] != left.owner(s)]
     leaver = sum(owner == nodes[0] for owner in before.values())
     return {
-        "sticky_pct": sticky,
-        "join_moved": moved_join, "join_moved_pct": round(100 * moved_join / len(symbols), 2),
+        "join_moved": len(moved_join),
+        "join_moved_pct": round(100 * len(moved_join) / len(symbols), 2),
         "join_ideal_pct": round(100 / (len(nodes) + 1), 2),
+        "join_bound": -(-12 * len(symbols) // (10 * (len(nodes) + 1))),
+        "join_all_to_joiner": all(joined.owner(s) == "node-new" for s in moved_join),
         "join_max_load": max(joined.loads().values()), "join_cap": joined.cap,
-        "leave_moved": moved_leave, "leave_moved_pct": round(100 * moved_leave / len(symbols), 2),
+        "leave_moved": len(moved_leave),
+        "leave_moved_pct": round(100 * len(moved_leave) / len(symbols), 2),
         "leave_ideal_pct": round(100 * leaver / len(symbols), 2),
+        "leave_only_leavers": all(before[s] == nodes[0] for s in moved_leave),
         "leave_max_load": max(left.loads().values()), "leave_cap": left.cap,
     }
 
@@ -110,22 +115,21 @@ def measure(symbols_count: int = 10_000, nodes_count: int = 10, repeat: int = 50
         "assign_sticky": timed(lambda: assign(symbols, nodes, owners), repeat),
         "assign_join_sticky": timed(lambda: assign(symbols, [*nodes, "node-new"], owners),
                                     repeat),
-        "assign_tight_cap": timed(lambda: assign(symbols, nodes, owners, load_factor=1.0),
-                                  repeat),
+        "assign_leave_sticky": timed(lambda: assign(symbols, nodes[1:], owners), repeat),
         "naive_blake2b_per_pair": timed(lambda: naive_blake2b(symbols, nodes), 3),
     }
     if naive_xxhash(symbols[:10], nodes) is not None:
         figures["naive_xxhash_per_pair"] = timed(lambda: naive_xxhash(symbols, nodes), 3)
-    figures["movement"] = [movement(symbols, nodes, sticky) for sticky in (0.0, 0.02)]
+    figures["movement"] = movement(symbols, nodes)
     return figures
 
 
 def markdown(figures: dict[str, Any], info: dict[str, Any]) -> str:
     rows = [
-        ("assign (universe hashes cached)", "assign"),
-        ("assign, owners given (2 % stickiness)", "assign_sticky"),
+        ("assign from scratch (universe hashes cached)", "assign"),
+        ("assign, settled owners given (nothing moves)", "assign_sticky"),
         ("assign after a join, owners given", "assign_join_sticky"),
-        ("assign with load_factor 1.0 (cap binds)", "assign_tight_cap"),
+        ("assign after a leave, owners given", "assign_leave_sticky"),
         ("assign, first call (hashes the universe)", "assign_cold"),
         ("plain HRW, BLAKE2b per pair (Python loop)", "naive_blake2b_per_pair"),
         ("plain HRW, xxhash per pair (Python loop)", "naive_xxhash_per_pair"),
@@ -136,12 +140,15 @@ def markdown(figures: dict[str, Any], info: dict[str, Any]) -> str:
         if key in figures:
             f = figures[key]
             lines.append(f"| {label} | {f['median_ms']} | {f['min_ms']} | {f['p90_ms']} |")
-    lines += ["", "| stickiness | join: moved % (ideal) | max load / cap | "
-              "leave: moved % (leaver's share) | max load / cap |", "|:---|---:|---:|---:|---:|"]
-    for m in figures["movement"]:
-        lines.append(f"| {m['sticky_pct']:.0%} | {m['join_moved_pct']} ({m['join_ideal_pct']}) | "
-                     f"{m['join_max_load']} / {m['join_cap']} | {m['leave_moved_pct']} "
-                     f"({m['leave_ideal_pct']}) | {m['leave_max_load']} / {m['leave_cap']} |")
+    m = figures["movement"]
+    lines += ["", "| change | moved | moved % (ideal) | bound | only to joiner / only leaver's "
+              "| max load / cap |", "|:---|---:|---:|---:|:---|---:|",
+              f"| join | {m['join_moved']} | {m['join_moved_pct']} ({m['join_ideal_pct']}) | "
+              f"{m['join_bound']} | {'yes' if m['join_all_to_joiner'] else 'NO'} | "
+              f"{m['join_max_load']} / {m['join_cap']} |",
+              f"| leave | {m['leave_moved']} | {m['leave_moved_pct']} ({m['leave_ideal_pct']}) | "
+              f"— | {'yes' if m['leave_only_leavers'] else 'NO'} | "
+              f"{m['leave_max_load']} / {m['leave_cap']} |"]
     lines += ["", f"Machine: {info['cpu']}, {info['cores']} cores, Python {info['python']}, "
               f"numpy {info['numpy']}, {info['os']}.", ""]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """marketcore-coord-redis: the ``redis`` coordinator and the ``redis`` sink.
 
-* coordinator ``redis`` — membership records in Redis, bounded-load rendezvous
+* coordinator ``redis`` — membership records in Redis, balanced (bounded-load) rendezvous
   hashing of the universe over the live nodes, a writer lease per owned symbol
   with a fencing token ``(epoch, counter)`` that survives Redis restarts;
 * sink ``redis`` — writes each report through a Lua script that checks the

@@ -3,8 +3,11 @@
 Two loops run while the node runs, each owned by :meth:`RedisCoordinator.run`:
 
 * **members** — refreshes this node's membership record about every second and
-  looks the members up every ``watch_ms``; a change of the live set triggers a
+  looks the members up every ``watch_ms``, or at once when a peer announces a
+  join or leave on the fleet channel; a change of the live set triggers a
   rebalance at once.
+* **notices** — listens on the fleet channel (pub/sub) and wakes the members
+  loop. Only a hint: a lost notice costs at most one ``watch_ms``.
 * **leases** — the only place that changes leases: recomputes the assignment
   (on a membership change or every ``rebalance_ms``), releases symbols
   assigned elsewhere once held ``min_hold_ms``, renews held leases every
@@ -18,14 +21,16 @@ symbols and their books warm, the fencing sink writes nothing (it cannot prove
 a lease), and when Redis answers again each lease is renewed, or acquired
 anew (a new token for the same warm book), or found lost and released.
 
-Cancellation is the graceful leave: the membership record goes first, then
-every lease is released, then the node is told, so peers take over within a
-look-up instead of a TTL.
+Cancellation is the graceful leave: every lease is released first, then the
+membership record is deleted and the leave announced, then the node is told —
+peers look the members up on the notice and find the leases already free, so
+they take over within a few round trips instead of a TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -134,6 +139,9 @@ class _Run:
         self.me = this_process(self.node_id, host=self.options.host,
                                metrics_url=self.options.metrics_url)
         self.wake = asyncio.Event()
+        self.look_up = asyncio.Event()
+        """Set by a peer's join or leave notice: look the members up now."""
+        self.client = client
         self.ttl_s = self.options.lease_ttl_ms / 1000
         self.renew_every_s = self.ttl_s / 3
         self.members: Mapping[str, Member] = {}
@@ -163,15 +171,20 @@ class _Run:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._members_loop())
             group.create_task(self._leases_loop())
+            group.create_task(self._notices_loop())
 
     async def leave(self) -> None:
-        """Membership record first, then the leases, then tell the node. Never raises."""
+        """The leases first, then the membership record and the notice, then tell the node.
+
+        In this order a peer woken by the notice finds the leases free and acquires
+        them on its first try. Never raises.
+        """
         leases = list(self.leases.values())
         try:
             async with asyncio.timeout(LEAVE_TIMEOUT_S):
-                await self.membership.leave()
                 if leases:
                     await self.lease_client.release(leases)
+                await self.membership.leave()
         except TRANSIENT as error:
             log.warning("could not leave the fleet cleanly (%s); peers take over when the "
                         "leases expire", error, extra=self._extra())
@@ -187,6 +200,7 @@ class _Run:
     async def _members_loop(self) -> None:
         next_beat = 0.0
         beat_s = self.options.heartbeat_ms / 1000
+        announced = False
         while True:
             raise_if_cancelled()
             now = time.monotonic()
@@ -194,6 +208,9 @@ class _Run:
                 if now >= next_beat:
                     await self.membership.heartbeat(tuple(sorted(self.leases)))
                     next_beat = now + beat_s * random.uniform(0.9, 1.1)
+                    if not announced:  # peers rebalance at once instead of at their poll
+                        await self.membership.announce("join")
+                        announced = True
                 members = await self.membership.members()
             except TRANSIENT as error:
                 self._failed(error, self.member_backoff)
@@ -206,7 +223,40 @@ class _Run:
             self.members = members
             self.members_known = True
             self.stats.members = len(set(members) | {self.node_id})
-            await asyncio.sleep(self.options.watch_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.options.watch_ms / 1000):
+                    await self.look_up.wait()
+            self.look_up.clear()
+
+    async def _notices_loop(self) -> None:
+        """Wake the members loop on a peer's join or leave notice (pub/sub on the channel).
+
+        Failures only cost latency (the members loop polls anyway): resubscribe
+        with backoff, never crash the coordinator.
+        """
+        backoff = Backoff()
+        own = {f"{event} {self.node_id}".encode() for event in ("join", "leave")}
+        while True:
+            raise_if_cancelled()
+            try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            except (AttributeError, NotImplementedError):
+                return  # a client without pub/sub: the members loop's polling suffices
+            try:
+                await pubsub.subscribe(self.owner.layout.channel)
+                backoff.reset()
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message" \
+                            and message.get("data") not in own:
+                        self.stats.notices += 1
+                        self.look_up.set()
+            except TRANSIENT:
+                self.stats.redis_errors += 1
+            finally:
+                with contextlib.suppress(*TRANSIENT, RuntimeError):
+                    await pubsub.aclose()
+            await asyncio.sleep(backoff.delay())
 
     # -- leases ---------------------------------------------------------------------
 
@@ -216,7 +266,7 @@ class _Run:
             now = time.monotonic()
             try:
                 if self.members_known and (self.membership_changed or now >= self.next_rebalance):
-                    self._rebalance(now)
+                    await self._rebalance(now)
                 await self._read_back()
                 await self._release_unwanted(time.monotonic())
                 await self._renew(time.monotonic())
@@ -231,15 +281,17 @@ class _Run:
             self.stats.symbols_held = len(self.leases)
             await self._sleep(self._next_deadline(time.monotonic()))
 
-    def _rebalance(self, now: float) -> None:
-        self.membership_changed = False
-        self.next_rebalance = now + self.options.rebalance_ms / 1000
+    async def _rebalance(self, now: float) -> None:
         nodes = set(self.members) | {self.node_id}
-        owners = {symbol: node_id for node_id, member in self.members.items()
-                  for symbol in member.record.symbols}
-        owners.update(dict.fromkeys(self.leases, self.node_id))
+        # Who holds what is read from the lease keys themselves: every node reading at
+        # the same moment gets the same owners, so all compute the same assignment
+        # (membership records would lag by up to a heartbeat).
+        owners = await self.lease_client.holders(self.universe)
+        self.membership_changed = False  # only once read: a failed read retries at once
+        self.next_rebalance = now + self.options.rebalance_ms / 1000
+        for symbol in (*self.granted, *self.leases):  # warm here, being re-proved
+            owners.setdefault(symbol, self.node_id)
         self.owner.assignment = assign(self.universe, nodes, owners,
-                                       sticky_pct=self.options.sticky_pct,
                                        load_factor=self.options.load_factor)
         desired = self.owner.assignment.symbols_of(self.node_id)
         if desired != self.desired:

@@ -1,19 +1,44 @@
-"""Who owns which symbol: bounded-load rendezvous (HRW) hashing, a pure function.
+"""Who owns which symbol: balanced, sticky rendezvous (HRW) hashing, a pure function.
 
 Every node computes the same assignment from the same inputs — the universe,
-the live members and who currently holds what — so nobody has to hand it out.
+the live members and who holds what now — so nobody has to hand it out.
 
 * **Weights.** Each (node, symbol) pair gets a 64-bit weight: the symbol's and
   the node's BLAKE2b-64 hashes (computed once per name and cached) are mixed by
   the SplitMix64 finalizer, vectorised over the whole symbols × nodes matrix
-  with numpy. The current owner's weight is raised by ``sticky_pct``.
-* **Bounded load.** No node takes more than ``ceil(load_factor · S / N)``
-  symbols. Symbols go to their highest-weight node; a node over capacity keeps
-  the symbols it weighs highest and passes the others to their next-highest
-  candidate, until nobody is over (deferred acceptance: the result does not
-  depend on the order anything is processed in). With the default 1.25 the
-  cap rarely binds, so the plain HRW property survives: when a node joins or
-  leaves, only the symbols whose winner changed move, about 1/N of them.
+  with numpy. The weights order each symbol's candidate nodes.
+* **Band.** With S symbols over N nodes every node ends with between
+  ``floor(S/N)`` and ``ceil(S/N)`` symbols — well inside the bound
+  ``ceil(load_factor · S / N)``. A looser band cannot keep the movement
+  promises below for every fleet: a join would have to spill symbols from
+  nodes above the new bound onto other old nodes.
+* **Stickiness.** A symbol stays with its live owner unless the owner is above
+  the band (it sheds the symbols it suits least relative to the nodes that
+  take symbols) or a node below the band needs it.
+* **Filling.** Symbols without a live owner, and shed ones, go first to the
+  nodes below the band (up to the floor, then up to the ceiling), then to
+  anyone with room — each to its highest-weight candidate with room (deferred
+  acceptance, so processing order does not matter). A node still below the
+  floor then takes symbols from nodes above the floor, those it outweighs
+  their owner on by the widest margin first, until it reaches the floor.
+  Nothing moves for weight alone: stickiness is complete, so the coordinator's
+  ``sticky_pct`` bonus has nothing left to decide.
+
+What this gives, from any settled assignment (one that ``assign`` returns
+unchanged when fed back as ``owners``):
+
+* **Join**: the old nodes are all at or above the new floor, so only the
+  joiner fills: old nodes above the new ceiling shed to it, and it takes the
+  rest of its floor from them. Every symbol that moves goes to the joiner, at
+  most ``ceil(S/(N+1))`` of them (≤ ``ceil(1.2·S/(N+1))``): the shed symbols
+  alone never exceed that, because settled loads are within one of ``S/N``.
+* **Leave**: the others keep every symbol they hold (the ceiling only rises);
+  the leaver's symbols go first to the nodes below the new floor — the
+  leaver always held enough of them to lift those nodes — and the rest to
+  their best candidate with room. Nothing else moves.
+
+Both are property-tested with hypothesis over random universes, fleets and
+sequences of joins and leaves (``tests/test_hrw.py``).
 
 :func:`assign` recomputes 10,000 symbols over 10 nodes in a few milliseconds
 (``benchmarks/bench_hrw.py``).
@@ -29,9 +54,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 import attrs
 import numpy as np
 
-__all__ = ["Assignment", "assign", "capacity", "name_hash", "pair_weights"]
-
-_MASK = (1 << 64) - 1
+__all__ = ["Assignment", "assign", "band", "capacity", "name_hash", "pair_weights"]
 
 
 def name_hash(name: str, kind: bytes) -> int:
@@ -72,10 +95,17 @@ def pair_weights(symbol_hashes: np.ndarray, nodes: Sequence[str]) -> np.ndarray:
 
 
 def capacity(symbols: int, nodes: int, load_factor: float = 1.25) -> int:
-    """The most symbols one node may be assigned: ``ceil(load_factor · S / N)``."""
+    """The bound no node ever passes: ``ceil(load_factor · S / N)``."""
     if nodes <= 0:
         return 0
     return max(1, math.ceil(load_factor * symbols / nodes - 1e-9))
+
+
+def band(symbols: int, nodes: int) -> tuple[int, int]:
+    """``(floor(S/N), ceil(S/N))``: every node of a settled assignment holds this many."""
+    if nodes <= 0:
+        return (0, 0)
+    return (symbols // nodes, -(-symbols // nodes))
 
 
 @attrs.frozen
@@ -87,6 +117,7 @@ class Assignment:
     owner_index: np.ndarray = attrs.field(eq=False, repr=False)
     """For each symbol (in ``symbols`` order) the index of its node in ``nodes``."""
     cap: int
+    """``ceil(load_factor · S / N)``; every load is within :func:`band`, below it."""
 
     def owner(self, symbol: str) -> str:
         return self.nodes[int(self.owner_index[_universe(self.symbols)[1][symbol]])]
@@ -108,14 +139,17 @@ class Assignment:
 
 
 def assign(symbols: Iterable[str], nodes: Collection[str],
-           owners: Mapping[str, str] | None = None, *, sticky_pct: float = 0.02,
+           owners: Mapping[str, str] | None = None, *,
            load_factor: float = 1.25) -> Assignment:
-    """Assign every symbol to one of ``nodes`` (bounded-load HRW with stickiness).
+    """Assign every symbol to one of ``nodes``: balanced, sticky rendezvous hashing.
 
-    ``owners`` maps a symbol to the node holding it now; a live owner's weight
-    for it is multiplied by ``1 + sticky_pct``. Deterministic: the same
-    symbols, node set and owners give the same assignment whatever their order.
+    ``owners`` maps a symbol to the node holding it now (entries for unknown
+    symbols or dead nodes are ignored). Deterministic: the same symbols, node
+    set and owners give the same assignment whatever their order, and a
+    settled assignment fed back as ``owners`` comes back unchanged.
     """
+    if load_factor < 1:
+        raise ValueError(f"load_factor must be at least 1, not {load_factor}")
     universe = tuple(symbols)
     members = tuple(sorted(set(nodes)))
     if not members:
@@ -125,34 +159,136 @@ def assign(symbols: Iterable[str], nodes: Collection[str],
     cap = capacity(count, width, load_factor)
     if count == 0:
         return Assignment(universe, members, np.zeros(0, dtype=np.intp), cap)
+    low, high = band(count, width)
     weights = pair_weights(hashes, members)
-    if owners and sticky_pct:
+    owner = np.full(count, -1, dtype=np.intp)
+    if owners:
         column = {node: i for i, node in enumerate(members)}
         rows = np.array([position.get(s, -1) for s in owners], dtype=np.intp)
         cols = np.array([column.get(n, -1) for n in owners.values()], dtype=np.intp)
         known = (rows >= 0) & (cols >= 0)
-        weights[rows[known], cols[known]] *= 1.0 + sticky_pct
-    return Assignment(universe, members, _bounded(weights, hashes, cap), cap)
+        owner[rows[known]] = cols[known]
+    _Balancer(weights, hashes, owner, low, high).run()
+    return Assignment(universe, members, owner, cap)
 
 
-def _bounded(weights: np.ndarray, hashes: np.ndarray, cap: int) -> np.ndarray:
-    """Deferred acceptance: symbols propose in weight order, full nodes keep their best."""
-    count, width = weights.shape
-    choice = np.argmax(weights, axis=1)
-    loads = np.bincount(choice, minlength=width)
-    if loads.max() <= cap or width * cap < count:  # the common case: plain HRW fits
-        return choice
-    preference = np.argsort(-weights, axis=1, kind="stable")
+class _Balancer:
+    """One run of the band-keeping steps over ``owner`` (updated in place; -1: nobody)."""
+
+    def __init__(self, weights: np.ndarray, hashes: np.ndarray, owner: np.ndarray,
+                 low: int, high: int) -> None:
+        self.weights = weights
+        self.hashes = hashes
+        self.owner = owner
+        self.low = low
+        self.high = high
+        self.width = weights.shape[1]
+
+    def loads(self) -> np.ndarray:
+        held = self.owner[self.owner >= 0]
+        return np.bincount(held, minlength=self.width)
+
+    def run(self) -> None:
+        loads = self.loads()
+        if (self.owner >= 0).all() and loads.min() >= self.low and loads.max() <= self.high:
+            return  # settled: nothing moves
+        hungry = loads < self.low  # fixed from here on: only these nodes fill
+        self._shed(loads, hungry)
+        loads = self.loads()
+        for limit, who in ((self.low, hungry), (self.high, hungry),
+                           (self.high, np.ones(self.width, dtype=bool))):
+            pool = np.flatnonzero(self.owner < 0)
+            if pool.size == 0:
+                break
+            room = np.where(who, np.maximum(limit - loads, 0), 0)
+            if room.any():
+                placed = _place(self.weights, self.hashes, pool, room)
+                self.owner[pool] = placed
+                loads = self.loads()
+        for index in np.flatnonzero(hungry):
+            self._take(int(index))
+
+    def _shed(self, loads: np.ndarray, hungry: np.ndarray) -> None:
+        """Nodes above the ceiling keep the symbols they suit best.
+
+        Suitability is the node's weight relative to the best node that takes
+        symbols — the hungry ones when there are any (a joiner), else any other
+        — so what is shed is what those nodes win most clearly.
+        """
+        takers = hungry.copy()
+        if not takers.any():
+            takers[:] = True
+        for node in np.flatnonzero(loads > self.high):
+            held = np.flatnonzero(self.owner == node)
+            mine = self.weights[held, node]
+            others = takers.copy()
+            others[node] = False
+            if others.any():
+                mine = mine / self.weights[np.ix_(held, np.flatnonzero(others))].max(axis=1)
+            order = np.lexsort((self.hashes[held], -mine))
+            self.owner[held[order[self.high:]]] = -1
+
+    def _take(self, node: int) -> None:
+        """``node`` takes symbols from nodes above the floor until it reaches the floor.
+
+        Best margin first: the symbols it outweighs their owner on the most.
+        """
+        loads = self.loads()
+        if loads[node] >= self.low:
+            return
+        donors = np.flatnonzero(loads > self.low)
+        rows = np.flatnonzero(np.isin(self.owner, donors))
+        margin = self.weights[rows, node] / self.weights[rows, self.owner[rows]]
+        held = int(loads[node])
+        for i in np.lexsort((self.hashes[rows], -margin)):
+            if held >= self.low:
+                return
+            row = rows[i]
+            donor = self.owner[row]
+            if loads[donor] > self.low:
+                self.owner[row] = node
+                loads[donor] -= 1
+                held += 1
+
+
+def _place(weights: np.ndarray, hashes: np.ndarray, pool: np.ndarray,
+           room: np.ndarray) -> np.ndarray:
+    """Deferred acceptance of ``pool`` rows into columns with ``room`` (-1: no room left).
+
+    Each symbol proposes to its highest-weight column with room; a column over
+    its room keeps the symbols it weighs highest (ties: by symbol hash) and the
+    others propose to their next candidate. The result does not depend on
+    processing order.
+    """
+    columns = np.flatnonzero(room > 0)
+    sub = weights[np.ix_(pool, columns)]
+    limit = room[columns]
+    first = np.argmax(sub, axis=1)
+    if (np.bincount(first, minlength=columns.size) <= limit).all():
+        return columns[first]  # the common case: every symbol fits its best candidate
+    preference = np.argsort(-sub, axis=1, kind="stable")
+    count, width = sub.shape
     rank = np.zeros(count, dtype=np.intp)
     rows = np.arange(count)
     while True:
-        full = np.flatnonzero(loads > cap)
+        active = rank < width
+        choice = np.where(active, preference[rows, np.minimum(rank, width - 1)], -1)
+        loads = np.bincount(choice[active], minlength=width)
+        full = np.flatnonzero(loads > limit)
         if full.size == 0:
-            return choice
-        for node in full:
-            members = np.flatnonzero(choice == node)
-            # keep the ``cap`` symbols this node weighs highest (ties: by symbol hash)
-            order = np.lexsort((hashes[members], -weights[members, node]))
-            rank[members[order[cap:]]] += 1
-        choice = preference[rows, rank]
-        loads = np.bincount(choice, minlength=width)
+            placed = np.full(count, -1, dtype=np.intp)
+            placed[active] = columns[choice[active]]
+            return placed
+        for column in full:
+            members = np.flatnonzero(choice == column)
+            mine = sub[members, column]
+            keep = limit[column]
+            # the keep-th highest weight is the cutoff; only an exact tie (weights have
+            # 53 random bits) needs the symbol-hash order to decide
+            cutoff = np.partition(mine, mine.size - keep)[mine.size - keep]
+            out = mine < cutoff
+            tied = np.flatnonzero(mine == cutoff)
+            if tied.size > 1:
+                spare = keep - int(np.count_nonzero(mine > cutoff))
+                out[tied[np.argsort(hashes[pool[members[tied]]], kind="stable")[spare:]]] = True
+            rank[members[out]] += 1

@@ -12,11 +12,12 @@ key one script touches lives in one slot::
     <prefix>:audit:{BTCUSDT}    optional capped stream of newly accepted tokens
     <prefix>:node:<node id>     membership record (JSON), expires after node_ttl_ms
     <prefix>:nodes              set of member ids, kept beside the records
+    <prefix>:fleet              pub/sub channel: "join <id>" / "leave <id>" notices
 
 ``seed``: the origin system's names (no hash tags, so not for Cluster mode)::
 
     report:writer:BTCUSDT, report:writer:token:BTCUSDT, report:BTCUSDT,
-    report:stream:BTCUSDT, report:audit:BTCUSDT, nt:node:<node id>, nt:nodes
+    report:stream:BTCUSDT, report:audit:BTCUSDT, nt:node:<node id>, nt:nodes, nt:fleet
 """
 
 from __future__ import annotations
@@ -73,3 +74,8 @@ class KeyLayout:
     @property
     def nodes(self) -> str:
         return "nt:nodes" if self.layout == "seed" else f"{self.prefix}:nodes"
+
+    @property
+    def channel(self) -> str:
+        """The pub/sub channel of join and leave notices (peers look members up at once)."""
+        return "nt:fleet" if self.layout == "seed" else f"{self.prefix}:fleet"

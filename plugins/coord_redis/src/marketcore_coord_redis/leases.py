@@ -20,12 +20,15 @@ from marketcore.components import WriterToken
 
 from marketcore_coord_redis.keys import KeyLayout
 from marketcore_coord_redis.scripts import lua_script
-from marketcore_coord_redis.transport import UNKNOWN, Client, run_batch
+from marketcore_coord_redis.transport import UNKNOWN, Client, is_cluster, run_batch
 
 __all__ = ["CLOCK_MARGIN", "Acquired", "Inspection", "Lease", "LeaseClient"]
 
 CLOCK_MARGIN = 0.01
 """Fraction of the TTL given up for the difference between this clock's and Redis's rate."""
+
+HOLDERS_PER_READ = 1000
+"""Lease keys read per round trip by :meth:`LeaseClient.holders`."""
 
 RENEWED, OTHER_HOLDER, NO_LEASE, TOKEN_MOVED = 1, 0, -1, -2
 """Replies of ``renew.lua`` (and ``fenced_write.lua``)."""
@@ -139,6 +142,24 @@ class LeaseClient:
                   (self.node_id, b"%d" % lease.token.epoch, b"%d" % lease.token.counter))
                  for lease in leases]
         return await run_batch(self.client, lua_script("release"), calls)
+
+    async def holders(self, symbols: Sequence[str]) -> dict[str, str]:
+        """Who holds each symbol's lease now (symbols without a lease are left out).
+
+        Read straight from the lease keys (``MGET``; per slot in Cluster mode), so
+        every node that reads at the same moment sees the same owners — unlike the
+        membership records, which lag by up to a heartbeat.
+        """
+        found: dict[str, str] = {}
+        for start in range(0, len(symbols), HOLDERS_PER_READ):
+            chunk = symbols[start:start + HOLDERS_PER_READ]
+            keys = [self.layout.symbol(s).lease for s in chunk]
+            values = await (self.client.mget_nonatomic(keys) if is_cluster(self.client)
+                            else self.client.mget(keys))
+            for symbol, value in zip(chunk, values, strict=True):
+                if value:
+                    found[symbol] = _text(value)
+        return found
 
     async def inspect(self, symbols: Sequence[str]) -> list[Inspection | None]:
         """Read each lease back (after a lost acquire reply); ``None`` where no reply came."""

@@ -10,8 +10,13 @@ A member is alive while its record was refreshed within the member timeout
 server (``PTTL``), never from another machine's clock. Ids whose record
 expired are removed from the set by whoever notices.
 
-Graceful leave deletes the record and the set entry first, so peers see the
-node gone at their next look-up instead of a TTL later.
+Joins and leaves are also announced on the channel ``<prefix>:fleet``
+(``join <id>`` / ``leave <id>``): peers subscribed to it look the members up
+at once instead of at their next ``watch_ms`` poll. A notice is only a hint
+to look — membership itself is always read from the records.
+
+Graceful leave deletes the record and the set entry and announces it in one
+round trip, so peers see the node gone at once instead of a TTL later.
 """
 
 from __future__ import annotations
@@ -124,7 +129,19 @@ class Membership:
             await self.client.srem(self.layout.nodes, *gone)
         return alive
 
+    async def announce(self, event: str) -> None:
+        """Publish ``<event> <node id>`` on the fleet channel (peers look members up)."""
+        await self.client.publish(self.layout.channel, f"{event} {self.me.node_id}")
+
     async def leave(self) -> None:
-        """Delete this node's record and set entry: peers see it gone at their next look-up."""
-        await self.client.delete(self.layout.node(self.me.node_id))
-        await self.client.srem(self.layout.nodes, self.me.node_id)
+        """Delete this node's record and set entry, then announce the leave."""
+        if is_cluster(self.client):  # keys in different slots, and PUBLISH has none
+            await self.client.delete(self.layout.node(self.me.node_id))
+            await self.client.srem(self.layout.nodes, self.me.node_id)
+            await self.announce("leave")
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(self.layout.node(self.me.node_id))
+        pipe.srem(self.layout.nodes, self.me.node_id)
+        pipe.publish(self.layout.channel, f"leave {self.me.node_id}")
+        await pipe.execute()

@@ -145,11 +145,14 @@ class CoordinatorOptions(RedisOptions):
     lease_ttl_ms: int = attrs.field(default=2000, validator=_between(100, 600_000))
     """A writer lease's time to live; renewed every third of it."""
     sticky_pct: float = attrs.field(default=0.02, validator=_between(0, 1))
-    """HRW weight bonus of a symbol's current owner (0.02 = 2 %)."""
+    """Accepted for profiles written for SPEC's weight bonus of a current owner; the
+    balanced assignment keeps every symbol with its live owner unless the band forces
+    a move, so no weight comparison is left for a bonus to decide (no effect)."""
     min_hold_ms: int = attrs.field(default=2000, validator=_between(0, 3_600_000))
     """A node keeps a symbol at least this long after acquiring it, unless it leaves."""
     load_factor: float = attrs.field(default=1.25, validator=_between(1, 10))
-    """Bounded load: no node is assigned more than ``ceil(load_factor · S / N)`` symbols."""
+    """Bound: no node is assigned more than ``ceil(load_factor · S / N)`` symbols. The
+    assignment keeps every node within ``[floor(S/N), ceil(S/N)]``, inside any bound ≥ 1."""
     node_ttl_ms: int = attrs.field(default=5000, validator=_between(500, 3_600_000))
     """TTL of the membership key ``<prefix>:node:<id>``."""
     heartbeat_ms: int = attrs.field(default=1000, validator=_between(50, 600_000))

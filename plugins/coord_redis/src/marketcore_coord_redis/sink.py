@@ -17,6 +17,10 @@ Replies and what the sink does with them:
 * ``-2`` the writer holds the lease under a newer token (the report was built
   just before the token changed): nothing written, counted as *stale*.
 
+The sink is also a ``marketcore.components.ReportReader``: ``latest`` and
+``index`` read back the latest report of every symbol the fleet wrote (see
+:mod:`marketcore_coord_redis.reader`).
+
 A batch is packed and sent as one pipelined round trip of ``EVALSHA`` calls
 carrying up to 100 reports each (in Cluster mode, reports of one hash slot per
 call, routed to that slot's node). While Redis is unreachable the sink raises
@@ -29,12 +33,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from marketcore.components import Publication
 
 from marketcore_coord_redis.keys import KeyLayout
 from marketcore_coord_redis.options import PASSWORD_VARIABLE, SinkOptions, check_secret_source
+from marketcore_coord_redis.reader import ReportStore
 from marketcore_coord_redis.scripts import lua_script
 from marketcore_coord_redis.stats import Backoff, SinkStats
 from marketcore_coord_redis.transport import (
@@ -85,6 +91,7 @@ class RedisSink:
         self._backoff = Backoff(first_s=0.1, cap_s=5.0)
         self._retry_at = 0.0
         self._node_ids: dict[str, bytes] = {}
+        self._store = ReportStore(self.layout, self.stats)
 
     async def start(self) -> None:
         password = self.options.password or os.environ.get(PASSWORD_VARIABLE, "")
@@ -132,6 +139,37 @@ class RedisSink:
         self.stats.batches += 1
         self.stats.last_batch_ms = (time.perf_counter() - started) * 1000
         return self._count(groups, replies)
+
+    # -- reading back (ReportReader) -----------------------------------------------
+
+    async def latest(self, symbol: str) -> bytes | None:
+        """The latest accepted report of ``symbol`` (compact JSON), or None if none is
+        stored (never written, or expired after ``ttl_s``)."""
+        client = self._started()
+        try:
+            value = await self._store.latest(client, symbol)
+        except TRANSIENT as error:
+            self.stats.read_errors += 1
+            raise RedisUnavailable(f"Redis unreachable: {type(error).__name__}") from None
+        self.stats.reads += 1
+        return value
+
+    async def index(self) -> Sequence[Mapping[str, Any]]:
+        """One entry per stored report — ``symbol``, ``age_ms``, ``status``, ``owner``,
+        ``epoch``, ``token`` — sorted by symbol (found with a bounded ``SCAN``)."""
+        client = self._started()
+        try:
+            entries = await self._store.index(client)
+        except TRANSIENT as error:
+            self.stats.read_errors += 1
+            raise RedisUnavailable(f"Redis unreachable: {type(error).__name__}") from None
+        self.stats.reads += 1
+        return entries
+
+    def _started(self) -> Client:
+        if self._client is None:
+            raise RuntimeError("the redis sink was not started")
+        return self._client
 
     def _groups(self, batch: Sequence[Publication]) -> list[list[Publication]]:
         """Reports per script call: one writer, up to :data:`REPORTS_PER_CALL`, and in

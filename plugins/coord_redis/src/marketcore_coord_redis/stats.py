@@ -34,7 +34,10 @@ class CoordinatorStats:
     """Writes a fencing sink refused (``refused`` calls)."""
     read_backs: int = 0
     """Acquires whose reply was lost and whose outcome was read back."""
+    notices: int = 0
+    """Peers' join and leave notices received on the fleet channel."""
     redis_errors: int = 0
+    """Redis commands that failed (timeouts, refused connections)."""
     outages: int = 0
     """Times Redis became unreachable."""
     epoch: int = 0
@@ -44,7 +47,9 @@ class CoordinatorStats:
 @attrs.define
 class SinkStats:
     batches: int = 0
+    """Batches written (one round trip each)."""
     written: int = 0
+    """Reports accepted by the fencing script."""
     refused: int = 0
     """Refused because another node holds the lease (``lease_conflicts``)."""
     unproven: int = 0
@@ -52,9 +57,17 @@ class SinkStats:
     stale: int = 0
     """Not written: built with a token older than the writer's current one."""
     errors: int = 0
+    """Reports not written because of an error (no writer, a failed call, Redis down)."""
     skipped: int = 0
     """Batches not sent because Redis was unreachable and the reconnect backoff ran."""
     last_batch_ms: float = 0.0
+    """Round trip of the last batch written (ms)."""
+    reads: int = 0
+    """``latest`` and ``index`` calls answered (the read API and ``marketcore report``)."""
+    read_errors: int = 0
+    """``latest`` and ``index`` calls that failed because Redis was unreachable."""
+    read_skipped: int = 0
+    """Report keys ``index`` skipped because their value was not a JSON object."""
 
 
 @attrs.define
