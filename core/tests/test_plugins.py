@@ -45,6 +45,7 @@ BUILTINS = {
     "builtin.local": "coordinator: local",
     "builtin.stdout": "sink: stdout",
     "builtin.jsonl": "sink: jsonl",
+    "builtin.http": "sink: http",
     "builtin.health": "calculator: health",
 }
 
@@ -62,7 +63,7 @@ def test_builtins_register_through_the_same_registries():
     registries = get_plugin_manager(environ={}, load_entry_points=False).registries
     assert set(registries.venues) == {"synthetic"}
     assert set(registries.coordinators) == {"local"}
-    assert set(registries.sinks) == {"stdout", "jsonl"}
+    assert set(registries.sinks) == {"stdout", "jsonl", "http"}
     assert set(registries.calculators) == {"health"}
     assert registries.sinks["stdout"].distribution == "marketcore"
 
@@ -113,7 +114,7 @@ def test_allow_list_loads_only_named_plugins(install_plugin):
 def test_block_list_blocks_installed_and_builtin_plugins(install_plugin):
     install_plugin("marketcore-echo", "mc_echo", SINK_PLUGIN)
     pm = get_plugin_manager(environ={"MARKETCORE_DISABLE_PLUGINS": "marketcore-echo, builtin.stdout"})
-    assert set(pm.registries.sinks) == {"jsonl"}
+    assert set(pm.registries.sinks) == {"jsonl", "http"}
 
 
 def test_block_list_resolves_a_clash(install_plugin):

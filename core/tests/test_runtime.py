@@ -13,7 +13,13 @@ import time
 from marketcore import Cycle, Needs, hookimpl
 from marketcore.cli import main
 from marketcore.profile import load_default_profile
-from marketcore.testing import make_plugin_manager, replay_reports, run_node, validate_report
+from marketcore.testing import (
+    CollectingSink,
+    make_plugin_manager,
+    replay_reports,
+    run_node,
+    validate_report,
+)
 
 MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
 
@@ -194,3 +200,66 @@ def test_a_venue_that_ignores_cancellation_cannot_hang_shutdown(install_plugin, 
     assert result.returncode == 1
     assert "venue stubborn did not stop within 10 s" in result.stderr
     assert "task(s) did not stop" in result.stderr
+
+
+class LateCoordinator:
+    """Owns BTCUSDT from the start and ETHUSDT 1.5 s later, as a fleet peer handing a
+    symbol over would."""
+
+    name = "late"
+
+    def __init__(self, options) -> None:
+        pass
+
+    async def run(self, ownership) -> None:
+        import asyncio
+
+        from marketcore import WriterToken
+
+        ownership.acquired("BTCUSDT", WriterToken(0, 1))
+        await asyncio.sleep(1.5)
+        ownership.acquired("ETHUSDT", WriterToken(0, 1))
+        await asyncio.Event().wait()
+
+    def refused(self, symbol: str) -> None:
+        pass
+
+
+class LatePlugin:
+    def __init__(self) -> None:
+        self.sink = CollectingSink()
+
+    @hookimpl
+    def marketcore_register_coordinators(self, register):
+        register("late", LateCoordinator)
+
+    @hookimpl
+    def marketcore_register_sinks(self, register):
+        register("collect", lambda options: self.sink)
+
+
+def test_a_newly_acquired_symbol_is_published_without_waiting_for_the_next_tick():
+    """In 2.4 s a 1,000 ms fast period has two regular ticks (at 1 s and 2 s). Each
+    acquisition (BTCUSDT at the start, ETHUSDT at 1.5 s) runs one cycle early on top,
+    so the new owner publishes at once instead of up to a period later."""
+    plugin = LatePlugin()
+    pm = make_plugin_manager(("late", plugin))
+    profile = """
+        [node]
+        symbols = ["BTCUSDT", "ETHUSDT"]
+        [venue]
+        use = "synthetic"
+        [coordinator]
+        use = "late"
+        [pipeline.fast]
+        period_ms = 1000
+        [pipeline.slow]
+        period_ms = 60000
+        [[sink]]
+        use = "collect"
+    """
+    info = run_node(profile, duration_s=2.4, plugin_manager=pm)
+    symbols = [report["symbol"] for report in plugin.sink.reports]
+    assert symbols[0] == "BTCUSDT" and "ETHUSDT" in symbols, symbols
+    assert info.stats.fast.runs >= 3, info.stats.fast  # > the 2 regular ticks
+    assert info.stats.fast.skipped_ticks == 0

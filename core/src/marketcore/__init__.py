@@ -3,7 +3,8 @@
 Everything a plugin may import is listed in ``__all__`` below, together with
 the public modules ``marketcore.events``, ``.book``, ``.state``,
 ``.components``, ``.report``, ``.pipeline``, ``.profile``, ``.clock``,
-``.node``, ``.cli``, ``.synthetic``, ``.hookspecs`` and ``.testing``. Modules
+``.node``, ``.cli``, ``.synthetic``, ``.hookspecs``, ``.testing`` and
+``.strategies`` (hypothesis strategies for plugin tests). Modules
 whose names start with ``_`` are private and may change at any time.
 """
 

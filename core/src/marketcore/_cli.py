@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -22,11 +21,14 @@ import tomli_w
 
 from marketcore._assembly import assemble
 from marketcore._builtins.jsonl import JsonlOptions, JsonlSink
+from marketcore._logging import configure_logging
 from marketcore._plugins import PluginError, PluginManager, get_plugin_manager
 from marketcore._runtime import make_node, run_live, run_replay
 from marketcore.cli import CommandRegistrar
 from marketcore.clock import SimulatedClock, WallClock
 from marketcore.profile import (
+    LOG_FORMATS,
+    LOG_LEVELS,
     ComponentSection,
     Profile,
     ProfileError,
@@ -54,6 +56,19 @@ def _load(path: str | None, pm: PluginManager) -> Profile:
     return load_profile(path)
 
 
+def _configure_logging(args: argparse.Namespace, profile: Profile | None = None) -> None:
+    """Logging from the profile's ``[log]``, overridden by ``--log-format`` / ``--log-level``
+    (and ``--debug``, which means level ``debug``)."""
+    section = profile.log if profile is not None else None
+    log_format = getattr(args, "log_format", None) or (section.format if section else "text")
+    level = getattr(args, "log_level", None) or (section.level if section else "warning")
+    if getattr(args, "debug", False):
+        level = "debug"
+    configure_logging(format=log_format, level=level,
+                      burst=section.burst if section else 5,
+                      interval_s=section.interval_s if section else 10.0)
+
+
 def _with_json_stdout(profile: Profile) -> Profile:
     """``--json``: every stdout sink prints JSON lines; add one if there is none."""
     sinks = [
@@ -72,6 +87,7 @@ def _with_json_stdout(profile: Profile) -> Profile:
 
 def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     profile = _load(args.profile, pm)
+    _configure_logging(args, profile)
     if args.json:
         profile = _with_json_stdout(profile)
     node = make_node(profile, pm, mode="live", clock=WallClock())
@@ -89,6 +105,7 @@ def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
 
 def cmd_replay(args: argparse.Namespace, pm: PluginManager) -> int:
     profile = _load(args.profile, pm)
+    _configure_logging(args, profile)
     recordings = [Path(p) for p in args.recording]
     for path in recordings:
         if not path.is_file():
@@ -200,17 +217,28 @@ def _speed(value: str) -> float | None:
 BUILTIN_COMMANDS = ("run", "replay", "validate", "init", "plugins")
 
 
+def _add_log_flags(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    """``--log-format`` / ``--log-level``: before the command, or after ``run`` / ``replay``
+    (``default=SUPPRESS`` there, so an absent flag does not erase one given before)."""
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=default,
+                        help="log lines as text or JSON (default: the profile's [log] format)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower, default=default,
+                        help="least severe level logged (default: the profile's [log] level)")
+
+
 def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, CommandRegistrar]:
     parser = argparse.ArgumentParser(
         prog="marketcore",
         description="Live exchange market data in, compact market reports out.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    _add_log_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", help="run a node (default: the embedded default profile)")
     run.add_argument("profile", nargs="?", help="profile TOML (omit for the embedded default)")
     run.add_argument("--duration", type=_seconds, help="stop by itself after this many seconds")
     run.add_argument("--json", action="store_true", help="stdout prints JSON lines, not a table")
+    _add_log_flags(run, default=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_run)
 
     replay = sub.add_parser("replay", help="run a profile over recordings, deterministically")
@@ -222,6 +250,7 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, CommandReg
     replay.add_argument("--speed", type=_speed, default=None,
                         help="'max' (default) or N times real time")
     replay.add_argument("--duration", type=_seconds, help="stop after this much market time (s)")
+    _add_log_flags(replay, default=argparse.SUPPRESS)
     replay.set_defaults(handler=cmd_replay)
 
     validate = sub.add_parser("validate", help="check profiles without running them")
@@ -251,12 +280,12 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, CommandReg
 def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level="debug" if debug else "warning")
     try:
         pm = get_plugin_manager()
         parser, _ = build_parser(pm)
         args = parser.parse_args(argv)
+        _configure_logging(args)
         if getattr(args, "plugin_run", None) is not None:
             return int(args.plugin_run(args) or 0)
         return args.handler(args, pm)

@@ -38,7 +38,10 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "marketcore._builtins.local",
     "marketcore._builtins.stdout",
     "marketcore._builtins.jsonl",
+    "marketcore._builtins.http",
+    "marketcore._builtins.read_commands",
     "marketcore._builtins.health",
+    "marketcore._builtins.scaffold",
 )
 """Modules of the built-in plugins, registered exactly like external ones."""
 

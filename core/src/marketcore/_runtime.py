@@ -14,17 +14,21 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from marketcore import _logging
 from marketcore._assembly import Components, assemble
 from marketcore._plugins import Hooks, PluginManager
 from marketcore.clock import Clock, SimulatedClock
-from marketcore.components import Publication, Sink, WriterToken
+from marketcore.components import Publication, Sink, WriterToken, stats_of
 from marketcore.events import Event
 from marketcore.node import CycleStats, NodeInfo, NodeStats
 from marketcore.profile import Profile, default_node_id
 from marketcore.report import base_report, encode_report
 from marketcore.state import SymbolState
+
+if TYPE_CHECKING:
+    from marketcore._metrics import MetricsServer
 
 log = logging.getLogger("marketcore.node")
 
@@ -50,13 +54,34 @@ class Node:
         self._slow_cache: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
         self.stats = NodeStats()
         self._sink_logged: dict[str, float] = {}
+        self.fast_wake: asyncio.Event | None = None
+        """Set (live runs) when a symbol is newly acquired: the fast loop runs a cycle early,
+        so a symbol handed over gracefully is published by its new owner at once."""
         self.info = NodeInfo(
             node_id=node_id, mode=mode, profile=profile,
             venue=components.venue.name, coordinator=components.coordinator.name,
             sinks=tuple(s.name for s in components.sinks),
             fast_calculators=components.fast.names, slow_calculators=components.slow.names,
             stats=self.stats, owned=lambda: self._order,
+            component_stats=self.component_stats, components=self.component_map,
+            calculator_stats=self.calculator_stats, last_event_ms=self.last_event_ms,
         )
+
+    def component_map(self) -> dict[str, object]:
+        found: dict[str, object] = {"venue": self.components.venue,
+                                    "coordinator": self.components.coordinator}
+        for sink in self.components.sinks:
+            found[f"sink.{sink.name}"] = sink
+        return found
+
+    def component_stats(self) -> dict[str, dict[str, float]]:
+        return {key: stats_of(component) for key, component in self.component_map().items()}
+
+    def calculator_stats(self) -> dict[str, dict[str, Any]]:
+        return {"fast": dict(self.components.fast.stats), "slow": dict(self.components.slow.stats)}
+
+    def last_event_ms(self) -> dict[str, int | None]:
+        return {symbol: state.last_event_ms for symbol, state in self.states.items()}
 
     # -- ownership (called by the coordinator) ---------------------------------
 
@@ -69,9 +94,12 @@ class Node:
             )
             self._order = tuple(sorted(self.states))
             self.components.venue.subscribe([symbol])
+            self.stats.acquisitions += 1
         self.tokens[symbol] = token
         if is_new:
             self.hooks.symbol_acquired(symbol, token)
+            if self.fast_wake is not None:
+                self.fast_wake.set()
 
     def released(self, symbol: str, reason: str) -> None:
         if symbol not in self.states:
@@ -81,6 +109,7 @@ class Node:
         self.tokens.pop(symbol, None)
         self._slow_cache.pop(symbol, None)
         self._order = tuple(sorted(self.states))
+        self.stats.releases += 1
         self.hooks.symbol_released(symbol, reason)
 
     def release_all(self, reason: str) -> None:
@@ -129,11 +158,15 @@ class Node:
         batch = []
         depth = self.profile.state.level_sample_depth
         fast = self.components.fast
+        data_age = self.stats.data_age
         for symbol in self._order:
             state = self.states[symbol]
             token = self.tokens[symbol]
             state.sample_levels(depth)
             report = base_report(state, node_id=self.node_id, token=token, now_ms=now_ms)
+            age = report["data_age_ms"]
+            if age is not None:
+                data_age.record(age)
             omitted: dict[str, str] = {}
             cached = self._slow_cache.get(symbol)
             if cached is not None:
@@ -153,14 +186,22 @@ class Node:
         now = time.monotonic()
         if now - self._sink_logged.get(name, -_LOG_EVERY_S) >= _LOG_EVERY_S:
             self._sink_logged[name] = now
-            log.warning("sink %s failed (%d failures so far): %s", name, errors, error)
+            log.warning("sink %s failed (%d failures so far): %s", name, errors, error,
+                        extra={"component": f"sink.{name}", "sink": name, "failures": errors})
+
+    async def _publish_timed(self, sink: Sink, batch: list[Publication]) -> Any:
+        started = time.perf_counter()
+        try:
+            return await sink.publish(batch)
+        finally:
+            self.stats.record_publish(sink.name, (time.perf_counter() - started) * 1000)
 
     async def publish(self, batch: list[Publication]) -> None:
         """Hand the batch to every sink at once; drop symbols a fencing sink refused."""
         if not batch:
             return
         sinks = self.components.sinks
-        results = await asyncio.gather(*(sink.publish(batch) for sink in sinks),
+        results = await asyncio.gather(*(self._publish_timed(sink, batch) for sink in sinks),
                                        return_exceptions=True)
         refused: set[str] = set()
         for sink, result in zip(sinks, results, strict=True):
@@ -210,24 +251,59 @@ def _merge(report: dict[str, Any], sections: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------
 
 
-async def _every(period_ms: int, tick: Callable[[], Awaitable[None]], stats: CycleStats) -> None:
-    """Run ``tick`` every period; an overrun skips the ticks it covered."""
+async def _every(period_ms: int, tick: Callable[[], Awaitable[None]], stats: CycleStats, *,
+                 name: str = "cycle", wake: asyncio.Event | None = None) -> None:
+    """Run ``tick`` every period; an overrun skips the ticks it covered (logged, rate-limited).
+
+    ``wake`` set runs one extra tick early — at least a quarter period after the last one
+    started, so a burst of wake-ups costs at most a few extra cycles — without moving the
+    schedule of the regular ticks.
+    """
     loop = asyncio.get_running_loop()
     period = period_ms / 1000
     next_at = loop.time() + period
+    last_started = loop.time()
     while True:
         delay = next_at - loop.time()
+        early = False
         if delay > 0:
-            await asyncio.sleep(delay)
-        started = loop.time()
+            if wake is None:
+                await asyncio.sleep(delay)
+            else:
+                early = await _woken(wake, delay, last_started + period / 4)
+        started = last_started = loop.time()
         await tick()
         now = loop.time()
         stats.record((now - started) * 1000)
+        if early:
+            continue  # an extra tick: the regular schedule stands
         next_at += period
         if now > next_at:
             missed = int((now - next_at) // period) + 1
             stats.skipped_ticks += missed
             next_at += missed * period
+            log.warning("%s cycle overran its period (%.1f ms > %d ms); %d tick(s) skipped",
+                        name, stats.last_ms, period_ms, missed,
+                        extra={"component": "node", "cycle": name, "elapsed_ms":
+                               round(stats.last_ms, 3), "period_ms": period_ms,
+                               "skipped": missed})
+
+
+async def _woken(wake: asyncio.Event, delay: float, not_before: float) -> bool:
+    """Sleep ``delay`` seconds or until ``wake`` is set (then not before ``not_before`` on
+    the loop's clock); True when woken early. Clears ``wake``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(delay):
+            await wake.wait()
+    if not wake.is_set():
+        return False
+    wake.clear()
+    hold = not_before - loop.time()
+    if hold > 0:
+        await asyncio.sleep(min(hold, max(0.0, deadline - loop.time())))
+    return loop.time() < deadline
 
 
 async def _supervise(name: str, run: Callable[[], Awaitable[None]], stats: NodeStats) -> None:
@@ -273,10 +349,29 @@ async def _cancel(task: asyncio.Task[Any] | None, name: str) -> None:
 async def run_live(node: Node, *, duration_s: float | None = None) -> None:
     """Run until SIGINT/SIGTERM or ``duration_s``; then shut down cleanly.
 
-    Shutdown order: stop the cycles, let the coordinator release its leases,
-    release what is left, stop the venue, flush and close the sinks, then call
-    ``marketcore_shutdown``.
+    Metrics are served on the profile's ``[metrics] bind`` for the whole run (a bind
+    that fails is logged and the node runs on without them); every log record of the
+    run carries the node's id. Shutdown order: stop the cycles, let the coordinator
+    release its leases, release what is left, stop the venue, flush and close the
+    sinks, stop serving metrics, then call ``marketcore_shutdown``.
     """
+    with _logging.node_context(node.node_id):
+        await _run_live(node, duration_s=duration_s)
+
+
+def _log_started(node: Node) -> None:
+    """One line saying what the node runs and where it connects (secrets redacted)."""
+    profile = node.profile
+    log.info("node %s started: venue %s, coordinator %s, sinks %s, %d symbols in the universe",
+             node.node_id, node.components.venue.name, node.components.coordinator.name,
+             ", ".join(s.name for s in node.components.sinks) or "none", len(node.universe),
+             extra={"component": "node", "profile": profile.source,
+                    "coordinator_options": dict(profile.coordinator.options),
+                    "sink_options": {s.name: dict(s.options) for s in profile.sink},
+                    "metrics_bind": profile.metrics.bind})
+
+
+async def _run_live(node: Node, *, duration_s: float | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -285,11 +380,19 @@ async def run_live(node: Node, *, duration_s: float | None = None) -> None:
     c = node.components
     tasks: dict[str, asyncio.Task[Any]] = {}
     started_sinks = []
+    metrics: MetricsServer | None = None
+    started = time.monotonic()
     try:
+        _log_started(node)
         node.hooks.startup(node.info)
+        if node.profile.metrics.bind:
+            from marketcore._metrics import MetricsServer  # prometheus-client: only when served
+
+            metrics = await MetricsServer.start(node.info, node.profile.metrics.bind)
         for sink in c.sinks:
             await sink.start()
             started_sinks.append(sink)
+        node.fast_wake = asyncio.Event()  # before the coordinator can acquire anything
         tasks["venue"] = asyncio.create_task(
             _supervise("venue", lambda: c.venue.run(node.emit), node.stats))
         tasks["coordinator"] = asyncio.create_task(
@@ -299,9 +402,11 @@ async def run_live(node: Node, *, duration_s: float | None = None) -> None:
             await node.publish(node.fast_cycle(node.clock.now_ms()))
 
         tasks["fast"] = asyncio.create_task(
-            _every(node.profile.pipeline.fast.period_ms, fast_tick, node.stats.fast))
+            _every(node.profile.pipeline.fast.period_ms, fast_tick, node.stats.fast, name="fast",
+                   wake=node.fast_wake))
         tasks["slow"] = asyncio.create_task(
-            _every(node.profile.pipeline.slow.period_ms, node.slow_cycle_sliced, node.stats.slow))
+            _every(node.profile.pipeline.slow.period_ms, node.slow_cycle_sliced, node.stats.slow,
+                   name="slow"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration_s)
     finally:
@@ -317,10 +422,17 @@ async def run_live(node: Node, *, duration_s: float | None = None) -> None:
                 await sink.close()
             except Exception:
                 log.exception("sink %s failed to close", sink.name)
+        if metrics is not None:
+            await metrics.close()
         try:
             node.hooks.shutdown(node.info)
         except Exception:
             log.exception("a marketcore_shutdown hook failed")
+        log.info("node %s stopped after %.1f s: %d reports published", node.node_id,
+                 time.monotonic() - started, node.stats.reports_published,
+                 extra={"component": "node", "uptime_s": round(time.monotonic() - started, 3),
+                        "reports_published": node.stats.reports_published})
+        _logging.flush_suppressed()
 
 
 # ---------------------------------------------------------------------------

@@ -34,9 +34,11 @@ __all__ = [
     "RegisterSink",
     "RegisterVenue",
     "ReplayNotSupported",
+    "ReportReader",
     "Sink",
     "Venue",
     "WriterToken",
+    "stats_of",
 ]
 
 
@@ -272,6 +274,45 @@ class Sink(Protocol):
     async def close(self) -> None:
         """Flush and close. Called once at shutdown."""
         ...
+
+
+@runtime_checkable
+class ReportReader(Protocol):
+    """A sink that can also read back what was published — by this node or, for a shared
+    store such as Redis, by any node of the fleet. The read API (``http`` sink) and
+    ``marketcore report`` serve from the first configured sink that offers it."""
+
+    async def latest(self, symbol: str) -> bytes | None:
+        """The latest report of ``symbol`` as compact JSON, or None if there is none."""
+        ...
+
+    async def index(self) -> Sequence[Mapping[str, Any]]:
+        """One entry per symbol with a report: ``symbol``, ``age_ms``, ``status``
+        (``ingestion.status``), ``owner`` (the writing node id), ``epoch`` and
+        ``token``, sorted by symbol."""
+        ...
+
+
+def stats_of(component: object) -> dict[str, float]:
+    """A component's numeric counters, read from its optional ``stats`` attribute.
+
+    The convention: a venue, coordinator or sink that keeps counters exposes them as
+    ``stats`` — an attrs instance, or any object with ``as_dict()`` — whose int, float
+    and bool fields are counters or gauges. The host exports them as Prometheus
+    metrics and in ``/healthz`` without knowing the component. Other fields are
+    ignored; a component without ``stats`` gives ``{}``.
+    """
+    stats = getattr(component, "stats", None)
+    if stats is None:
+        return {}
+    if hasattr(stats, "as_dict"):
+        values = stats.as_dict()
+    elif attrs.has(type(stats)):
+        values = attrs.asdict(stats, recurse=False)
+    else:
+        return {}
+    return {name: float(value) for name, value in values.items()
+            if isinstance(value, int | float) and not isinstance(value, str)}
 
 
 # ---------------------------------------------------------------------------

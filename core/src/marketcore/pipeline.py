@@ -13,6 +13,7 @@ counted in :attr:`Pipeline.stats`; every other section is published.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,11 @@ from marketcore.components import Calculator, Cycle, CycleContext, Needs, Omitte
 from marketcore.report import place_section
 from marketcore.state import SymbolState
 
-__all__ = ["CalculatorStats", "Pipeline", "merge_needs"]
+__all__ = ["CALC_BOUNDS_NS", "CalculatorStats", "Pipeline", "merge_needs"]
+
+CALC_BOUNDS_NS = tuple(int(us * 1000) for us in (
+    10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000))
+"""Buckets of one calculator's time on one symbol (10 µs … 250 ms), for the latency histogram."""
 
 
 @attrs.define
@@ -34,6 +39,9 @@ class CalculatorStats:
     max_ns: int = 0
     errors: int = 0
     overruns: int = 0
+    buckets: list[int] = attrs.field(factory=lambda: [0] * (len(CALC_BOUNDS_NS) + 1))
+    """Calls by duration: ``buckets[i]`` counts those ``<= CALC_BOUNDS_NS[i]`` (and above
+    the bound before); the last, those above every bound. One binary search per call."""
 
     @property
     def mean_us(self) -> float:
@@ -95,6 +103,7 @@ class Pipeline:
     def _time(stats: CalculatorStats, elapsed: int) -> None:
         stats.calls += 1
         stats.total_ns += elapsed
+        stats.buckets[bisect_left(CALC_BOUNDS_NS, elapsed)] += 1
         if elapsed > stats.max_ns:
             stats.max_ns = elapsed
 

@@ -30,7 +30,10 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 __all__ = [
     "DEFAULT_PROFILE_NAME",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "ComponentSection",
+    "LogSection",
     "MetricsSection",
     "NodeSection",
     "PipelineSection",
@@ -52,6 +55,8 @@ DEFAULT_FAST_PERIOD_MS = 250
 DEFAULT_SLOW_PERIOD_MS = 2000
 FAST_PERIOD_RANGE = (100, 1000)
 SLOW_PERIOD_RANGE = (500, 60_000)
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 # ---------------------------------------------------------------------------
@@ -104,6 +109,15 @@ def _in_range(low: int, high: int) -> Callable[[Any, attrs.Attribute, int], None
 def _positive(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
     if value <= 0:
         raise _Invalid("a number > 0", value, attribute.name)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any, attrs.Attribute, str], None]:
+    def check(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        if value not in choices:
+            raise _Invalid("one of " + ", ".join(repr(c) for c in choices), value,
+                           attribute.name)
+
+    return check
 
 
 def _bind_address(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
@@ -201,6 +215,20 @@ class MetricsSection:
 
 
 @attrs.frozen
+class LogSection:
+    """``[log]``: how the node logs (to stderr). ``--log-format`` / ``--log-level`` win."""
+
+    format: str = attrs.field(default="text", validator=_choice(LOG_FORMATS))
+    """``text`` for people, ``json`` (one object per line) for log pipelines."""
+    level: str = attrs.field(default="warning", converter=str.lower,
+                             validator=_choice(LOG_LEVELS))
+    burst: int = attrs.field(default=5, validator=_in_range(1, 10_000))
+    """Records of one kind (logger, message template, ``kind``) let through per interval."""
+    interval_s: float = attrs.field(default=10.0, validator=_positive)
+    """The rate limit's interval; what it holds back is counted and reported."""
+
+
+@attrs.frozen
 class Profile:
     """A validated profile. ``source`` names the file it came from."""
 
@@ -213,6 +241,7 @@ class Profile:
     """Options tables of calculators, ``[calculators.<name>]``."""
     state: StateSection = attrs.field(factory=StateSection)
     metrics: MetricsSection = attrs.field(factory=MetricsSection)
+    log: LogSection = attrs.field(factory=LogSection)
     source: str = ""
     """The file it came from (not a TOML key)."""
     env_paths: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)

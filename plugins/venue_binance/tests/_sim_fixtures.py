@@ -61,13 +61,16 @@ def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
     return asyncio.run(bounded())
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0,
-                   what: str = "condition") -> None:
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0,
+                   what: str = "condition", detail: Callable[[], str] | None = None) -> None:
+    """Poll ``predicate`` until true; fail (not hang) after ``timeout_s``, with
+    ``detail()`` in the message so a timeout in CI says where things stood."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + timeout_s
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            extra = f": {detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{extra}")
         await asyncio.sleep(0.005)
 
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from _sim_fixtures import (  # noqa: F401 - re-exported for the live tests
+    EXAMPLE_SPOT,
+    REPO_ROOT,
+    SHARED_SPOT,
+    SHARED_SPOT_NEXT,
+    SHARED_USDM,
+    head,
+    shared_file,
+    wait_for,
+)
 from hypothesis import settings
 from marketcore.events import BookDelta, BookSnapshot, VenueState, VenueStatus
 from marketcore_venue_binance import BinanceOptions, BinanceVenue
@@ -16,36 +26,11 @@ from marketcore_venue_binance import BinanceOptions, BinanceVenue
 settings.register_profile("marketcore", deadline=None, max_examples=150)
 settings.load_profile("marketcore")
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED_BINANCE = REPO_ROOT.parent / "shared" / "data" / "binance"
-"""Real recordings outside the repository (``../shared/data/binance``); may be absent."""
-
-SPOT_0808 = SHARED_BINANCE / "hftbacktest_spot_btcusdt_20240808.gz"
-SPOT_0809 = SHARED_BINANCE / "hftbacktest_spot_btcusdt_20240809.gz"
-USDM_0808 = SHARED_BINANCE / "hftbacktest_usdm_btcusdt_20240808.gz"
-
-
-EXAMPLE_SPOT = REPO_ROOT / "examples" / "data" / "binance-spot-btcusdt-20240808.gz"
-"""The repository's own copy of the spot recording (for when ../shared is absent)."""
-
-
-def shared(path: Path) -> Path:
-    """``path`` if the shared recordings are present, else skip the test."""
-    if not path.is_file():
-        pytest.skip(f"shared recording {path.name} not found (../shared/data/binance)")
-    return path
-
-
-def _head(source: Path, target: Path, lines: int) -> Path:
-    """The first ``lines`` frames of a recording (the simulator loads it faster)."""
-    from marketcore_venue_binance.recording import RecordingWriter, read_recording
-
-    with RecordingWriter(target) as writer:
-        for index, (recv_ns, raw) in enumerate(read_recording(source)):
-            if index >= lines:
-                break
-            writer.write(recv_ns, raw)
-    return target
+SPOT_0808 = SHARED_SPOT
+SPOT_0809 = SHARED_SPOT_NEXT
+USDM_0808 = SHARED_USDM
+shared = shared_file
+"""``path`` if the shared recordings (``../shared/data/binance``) are present, else skip."""
 
 
 @pytest.fixture(scope="session")
@@ -54,13 +39,13 @@ def spot_recording(tmp_path_factory) -> Path:
     source = SPOT_0808 if SPOT_0808.is_file() else EXAMPLE_SPOT
     if not source.is_file():
         pytest.skip("no spot recording (../shared/data/binance or examples/data)")
-    return _head(source, tmp_path_factory.mktemp("rec") / "spot.gz", 7000)
+    return head(source, tmp_path_factory.mktemp("rec") / "spot.gz", 7000)
 
 
 @pytest.fixture(scope="session")
 def usdm_recording(tmp_path_factory) -> Path:
     """About 40 s of real USDⓈ-M BTCUSDT (snapshot included) for the simulator."""
-    return _head(shared(USDM_0808), tmp_path_factory.mktemp("rec") / "usdm.gz", 11000)
+    return head(shared(USDM_0808), tmp_path_factory.mktemp("rec") / "usdm.gz", 11000)
 
 
 # ---------------------------------------------------------------------------
@@ -130,19 +115,6 @@ def sim_book(sim, symbol: str) -> tuple[int, dict[float, float], dict[float, flo
     last, bids, asks = sim.book(symbol)
     return (last, {float(p): float(q) for p, q in bids.items() if float(q) > 0},
             {float(p): float(q) for p, q in asks.items() if float(q) > 0})
-
-
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0,
-                   what: str = "condition", detail: Callable[[], str] | None = None) -> None:
-    """Poll ``predicate`` until true; fail (not hang) after ``timeout_s``, with
-    ``detail()`` in the message so a timeout in CI says where things stood."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            extra = f": {detail()}" if detail is not None else ""
-            raise AssertionError(f"timed out waiting for {what}{extra}")
-        await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

@@ -48,4 +48,13 @@ use = "local"
 
 [[sink]]
 use = "stdout"
+
+# the read API and live web view: http://127.0.0.1:8080/
+[[sink]]
+use = "http"
+required = false
+
+# Prometheus metrics: `curl 127.0.0.1:9101/metrics` while it runs
+[metrics]
+bind = "127.0.0.1:9101"
 """
