@@ -141,7 +141,8 @@ def cmd_validate(args: argparse.Namespace, pm: PluginManager) -> int:
               f"sinks {', '.join(s.name for s in components.sinks) or 'none'}; "
               f"fast [{', '.join(components.fast.names)}] every "
               f"{profile.pipeline.fast.period_ms} ms, slow [{', '.join(components.slow.names)}] "
-              f"every {profile.pipeline.slow.period_ms} ms; {len(profile.node.symbols)} symbols")
+              f"every {profile.pipeline.slow.period_ms} ms; {len(profile.node.symbols)} "
+              f"symbol{'' if len(profile.node.symbols) == 1 else 's'}")
     if failed:
         print(PROFILE_HINT, file=sys.stderr)
     return 2 if failed else 0
