@@ -45,11 +45,9 @@ run: sync
 test: uv redis-server chromium
 	@UV="$(UV)" bash scripts/test-all $(ARGS)
 
-## every benchmark; figures land in benchmarks/results/
-bench: sync
-	@for bench in benchmarks/bench_*.py; do \
-	  echo "=== $$bench"; $(UV) run --all-packages --locked --group bench python $$bench || exit 1; \
-	done
+## every benchmark (benchmarks/run_all.py); figures in benchmarks/results/, summary.md on top
+bench: sync redis-server
+	@$(UV) run --all-packages --locked --group bench python benchmarks/run_all.py $(ARGS)
 
 lint: sync
 	@$(UV) run --all-packages --locked ruff check core plugins benchmarks tests

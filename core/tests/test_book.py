@@ -473,3 +473,55 @@ def test_wider_tracked_bands_never_sum_to_less_than_narrower(bid_steps, ask_step
         sums = [book.band_sums(bps) for bps in book.tracked_bands_bps]
         for narrow, wide in itertools.pairwise(sums):
             assert all(n <= w for n, w in zip(narrow, wide, strict=True)), (narrow, wide)
+
+
+# ------------------------------------------------------------ bucket keys at the extremes
+
+
+EXTREME_BOOKS = [
+    # (snapshot bids, snapshot asks, later changes): the bucket width comes from the
+    # snapshot's density; later prices land far outside the range it was chosen for
+    (
+        [(1.00000001e-6 - i * 1e-14, 1.0) for i in range(64)],
+        [(1.00000002e-6 + i * 1e-14, 1.0) for i in range(64)],
+        [(9.0e8, 2.0), (8.99999999e8, 3.0), (1.0, 4.0), (1e-6 - 5e-14, 5.0)],
+    ),
+    # a snapshot this dense makes ``price / width`` overflow to infinity for large prices
+    (
+        [(3e-300 - i * 1e-310, 1.0) for i in range(10)],
+        [(4e-300 + i * 1e-310, 1.0) for i in range(10)],
+        [(5e8, 2.0), (6e8, 3.0), (1e9 - 1, 4.0), (2.5e-300, 1.5)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("bids", "asks", "changes"), EXTREME_BOOKS)
+def test_prices_far_outside_the_snapshot_range_stay_exact(bids, asks, changes) -> None:
+    """Bucket ids are a monotonic rounding of ``price / width``: far from the snapshot
+    the rounding gets coarse (or ``price / width`` overflows to infinity) and many prices
+    share a bucket, which must not change any answer."""
+    book, ref = Book(), ReferenceBook()
+    book.load_snapshot(bids, asks)
+    ref.load_snapshot(bids, asks)
+    book.apply(changes, changes)
+    ref.apply(changes, changes)
+    assert_same(book, ref, (100.0, 1e10), [10, 50, 200, 2000])
+    removals = [(p, 0.0) for p, _ in changes[:2]]
+    book.apply(removals, removals)
+    ref.apply(removals, removals)
+    assert_same(book, ref, (100.0, 1e10), [10, 50, 200, 2000])
+
+
+def test_many_applies_of_the_same_levels_keep_counts_and_order() -> None:
+    """Levels inserted, changed and removed over and over (buckets created and dropped)."""
+    book, ref = Book(), ReferenceBook()
+    grid = [100.0 + 0.01 * i for i in range(-300, 300)]
+    book.load_snapshot([(p, 1.0) for p in grid if p < 100.0], [(p, 1.0) for p in grid if p > 100])
+    ref.load_snapshot([(p, 1.0) for p in grid if p < 100.0], [(p, 1.0) for p in grid if p > 100])
+    for step in range(40):
+        qty = 0.0 if step % 3 == 0 else 1.0 + step
+        bids = [(p, qty) for p in grid[step::7] if p < 100.0]
+        asks = [(p, qty) for p in grid[step::5] if p > 100.0]
+        book.apply(bids, asks)
+        ref.apply(bids, asks)
+        assert_same(book, ref, (1e6, 1e8), [10, 25, 50, 100, 300])

@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("marketcore.node")
 
-SLOW_CHUNK = 32
-"""Symbols per slice of a live slow cycle; the loop is yielded between slices
-so the fast cycle never waits behind a whole slow cycle."""
+SLOW_SLICE_S = 0.005
+"""Longest stretch of a live slow cycle between yields to the loop: the fast cycle and
+the venue's frames never wait behind more than about this much slow work (a count of
+symbols per slice would not bound it — one dense book's slow sections take ~2 ms)."""
 
 
 class Node:
@@ -148,10 +149,12 @@ class Node:
 
     async def slow_cycle_sliced(self) -> None:
         """The slow cycle in slices, yielding to the loop between them (live)."""
-        for index, symbol in enumerate(self._order):
+        slice_started = time.perf_counter()
+        for symbol in self._order:  # a symbol released meanwhile is skipped by slow_one
             self.slow_one(symbol, self.clock.now_ms())
-            if index % SLOW_CHUNK == SLOW_CHUNK - 1:
+            if time.perf_counter() - slice_started >= SLOW_SLICE_S:
                 await asyncio.sleep(0)
+                slice_started = time.perf_counter()
 
     def fast_cycle(self, now_ms: int) -> list[Publication]:
         """Build every owned symbol's report: base fields, slow sections, fast sections."""

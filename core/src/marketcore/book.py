@@ -12,13 +12,19 @@ Layout (why it is fast in pure Python): a sorted list of prices costs a ``bisect
 about eleven Python-level comparisons per inserted or removed level, and on Binance
 streams four changes in five insert or remove a level. So each side instead keeps its
 levels in *buckets*: a dict ``bucket id -> {price: qty}`` where the bucket id is
-``price // width`` for a power-of-two ``width`` (so the division is exact and
-monotonic). Updating a level is then one floor division and three dict operations;
-only the rare creation or removal of a whole bucket touches the sorted list of bucket
-ids. Order inside a bucket is produced at query time, where only the few buckets at the
-top of the book (or at a band edge) are looked at. The width is chosen when a snapshot
-is loaded so that the top of the book has a few dozen levels per bucket: fewer buckets
-mean fewer creations and removals of buckets, larger ones more sorting per query.
+``price / width`` rounded to an integer, for a power-of-two ``width``. The rounding is
+``price * (1 / width) + 1.5 * 2**52 - 1.5 * 2**52``: three float operations that
+CPython runs as specialised instructions (a floor division is a slower generic call),
+exact because ``1 / width`` is a power of two, and monotonic for every price — far from
+the snapshot's range the rounding only gets coarser (or ``price / width`` overflows to
+infinity), so more prices share a bucket, and every query stays exact because it only
+relies on a bucket holding a contiguous price range. Updating a level is then three
+float operations and three dict operations; only the rare creation or removal of a
+whole bucket touches the sorted list of bucket ids. Order inside a bucket is produced
+at query time, where only the few buckets at the top of the book (or at a band edge)
+are looked at. The width is chosen when a snapshot is loaded so that the top of the
+book has a few dozen levels per bucket: fewer buckets mean fewer creations and removals
+of buckets, larger ones more sorting per query.
 
 Depth bands: :meth:`Book.band_sums` for the tracked bands is incremental. Each tracked
 band keeps running sums of quantity and notional for the levels inside its *anchored*
@@ -55,11 +61,14 @@ _TOP_LEVELS_FOR_WIDTH = 64
 
 _INF = math.inf
 
+_ROUND = 1.5 * 2.0**52
+"""Adding and subtracting it rounds a float below 2**51 to an integer (ties to even)."""
+
 
 class _Side:
     """One side of the book: bucketed levels plus the anchored band state.
 
-    ``buckets`` maps a bucket id (``price // width``) to that bucket's ``{price: qty}``;
+    ``buckets`` maps a bucket id (:func:`_bucket_of`) to that bucket's ``{price: qty}``;
     ``ids`` holds the bucket ids in ascending order; ``count`` is the number of levels;
     ``best`` caches the best level until the side changes.
 
@@ -112,7 +121,7 @@ class Book:
         """Remove every level."""
         self._bids = _Side(_INF)
         self._asks = _Side(-_INF)
-        self._width: float | None = None
+        self._inv: float | None = None
         self._anchor_mid: float | None = None
         self._changes_since_rebuild = 0
 
@@ -126,15 +135,14 @@ class Book:
         bid_levels = [(p, q) for p, q in bids if q > 0.0]
         ask_levels = [(p, q) for p, q in asks if q > 0.0]
         self.clear()
-        self._width = _width_for(
+        self._inv = inv = _inverse_width(
             heapq.nlargest(_TOP_LEVELS_FOR_WIDTH, (p for p, _ in bid_levels)),
             heapq.nsmallest(_TOP_LEVELS_FOR_WIDTH, (p for p, _ in ask_levels)),
         )
-        width = self._width
         for side, levels in ((self._bids, bid_levels), (self._asks, ask_levels)):
             buckets = side.buckets
             for p, q in levels:
-                k = p // width
+                k = p * inv + _ROUND - _ROUND
                 bucket = buckets.get(k)
                 if bucket is None:
                     buckets[k] = {p: q}
@@ -148,16 +156,16 @@ class Book:
 
         A qty that is not ``> 0`` removes the level; removing an absent level is a no-op.
         """
-        width = self._width
-        if width is None:
+        inv = self._inv
+        if inv is None:
             first = bids[0][0] if bids else asks[0][0] if asks else None
             if first is None:
                 return
-            width = self._width = _width_for([first], [])
+            inv = self._inv = _inverse_width([first], [])
         if bids:
-            _apply_bids(self._bids, bids, width)
+            _apply_bids(self._bids, bids, inv)
         if asks:
-            _apply_asks(self._asks, asks, width)
+            _apply_asks(self._asks, asks, inv)
         self._changes_since_rebuild += len(bids) + len(asks)
 
     # ----------------------------------------------------------------- queries
@@ -223,10 +231,12 @@ class Book:
         for k in reversed(book_side.ids) if is_bid else book_side.ids:
             bucket = buckets[k]
             prices = sorted(bucket, reverse=is_bid)
-            out += zip(prices, map(bucket.__getitem__, prices), strict=True)
-            if len(out) >= n:
-                del out[n:]
+            wanted = n - len(out)
+            if len(prices) >= wanted:
+                del prices[wanted:]
+                out += zip(prices, map(bucket.__getitem__, prices), strict=True)
                 break
+            out += zip(prices, map(bucket.__getitem__, prices), strict=True)
         return out
 
     def band_sums(self, bps: float) -> tuple[float, float, float, float]:
@@ -242,12 +252,12 @@ class Book:
         mid = (bid[0] + ask[0]) / 2
         j = self._band_index.get(bps)
         if j is None:
-            width = self._width
+            inv = self._inv
             bid_qty, bid_notional = _range_sums(
-                self._bids, mid * (1 - bps / 1e4), _INF, width, lo_closed=True
+                self._bids, mid * (1 - bps / 1e4), _INF, inv, lo_closed=True
             )
             ask_qty, ask_notional = _range_sums(
-                self._asks, -_INF, mid * (1 + bps / 1e4), width, lo_closed=False
+                self._asks, -_INF, mid * (1 + bps / 1e4), inv, lo_closed=False
             )
             return (bid_qty, ask_qty, bid_notional, ask_notional)
         if mid != self._anchor_mid or self._changes_since_rebuild >= self.REBUILD_EVERY_CHANGES:
@@ -278,9 +288,10 @@ class Book:
     def qty_at(self, side: str, price: float) -> float:
         """The quantity at ``price`` on ``side``; ``0.0`` when there is no such level."""
         book_side = self._side(side)
-        if self._width is None:
+        inv = self._inv
+        if inv is None:
             return 0.0
-        bucket = book_side.buckets.get(price // self._width)
+        bucket = book_side.buckets.get(_bucket_of(price, inv))
         return 0.0 if bucket is None else bucket.get(price, 0.0)
 
     # ----------------------------------------------------------------- internals
@@ -300,8 +311,8 @@ class Book:
             self._changes_since_rebuild = 0
         bid_edges = [mid * (1 - bps / 1e4) for bps in self._bands]
         ask_edges = [mid * (1 + bps / 1e4) for bps in self._bands]
-        _move_edges(self._bids, bid_edges, self._width, is_bid=True)
-        _move_edges(self._asks, ask_edges, self._width, is_bid=False)
+        _move_edges(self._bids, bid_edges, self._inv, is_bid=True)
+        _move_edges(self._asks, ask_edges, self._inv, is_bid=False)
         self._anchor_mid = mid
 
 
@@ -316,9 +327,11 @@ def _nested_total(segments: tuple[float, ...], j: int) -> float:
     return total
 
 
-def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], width: float) -> None:
+def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], inv: float) -> None:
     """The apply loop for bids. It mirrors :func:`_apply_asks` except for the band test
-    (``price >= edge`` here); the two are written out because the loop is the hot path."""
+    (``price >= edge`` here); the two are written out because the loop is the hot path.
+    ``inv`` is ``1 / width``; the bucket test comes first because most changes land in
+    an existing bucket."""
     buckets = side.buckets
     get_bucket = buckets.get
     ids = side.ids
@@ -327,30 +340,30 @@ def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], width: float) ->
     q0, q1, q2, q3 = side.band_qty
     n0, n1, n2, n3 = side.band_notional
     for p, q in levels:
-        k = p // width
+        k = p * inv + _ROUND - _ROUND
         bucket = get_bucket(k)
-        if q > 0.0:
-            if bucket is None:
-                buckets[k] = {p: q}
-                ids.insert(bisect_left(ids, k), k)
-                count += 1
-                dq = q
-            else:
+        if bucket is not None:
+            if q > 0.0:
                 old = bucket.get(p, 0.0)
                 bucket[p] = q
                 if not old:
                     count += 1
                 dq = q - old
-        elif bucket is None:
-            continue
+            else:
+                dq = -bucket.pop(p, 0.0)
+                if not dq:
+                    continue
+                count -= 1
+                if not bucket:
+                    del buckets[k]
+                    ids.pop(bisect_left(ids, k))
+        elif q > 0.0:
+            buckets[k] = {p: q}
+            ids.insert(bisect_left(ids, k), k)
+            count += 1
+            dq = q
         else:
-            dq = -bucket.pop(p, 0.0)
-            if not dq:
-                continue
-            count -= 1
-            if not bucket:
-                del buckets[k]
-                ids.pop(bisect_left(ids, k))
+            continue
         if p >= e0:
             q0 += dq
             n0 += dq * p
@@ -369,7 +382,7 @@ def _apply_bids(side: _Side, levels: Sequence[Sequence[float]], width: float) ->
     side.band_notional = (n0, n1, n2, n3)
 
 
-def _apply_asks(side: _Side, levels: Sequence[Sequence[float]], width: float) -> None:
+def _apply_asks(side: _Side, levels: Sequence[Sequence[float]], inv: float) -> None:
     """The apply loop for asks; see :func:`_apply_bids` (band test ``price <= edge``)."""
     buckets = side.buckets
     get_bucket = buckets.get
@@ -379,30 +392,30 @@ def _apply_asks(side: _Side, levels: Sequence[Sequence[float]], width: float) ->
     q0, q1, q2, q3 = side.band_qty
     n0, n1, n2, n3 = side.band_notional
     for p, q in levels:
-        k = p // width
+        k = p * inv + _ROUND - _ROUND
         bucket = get_bucket(k)
-        if q > 0.0:
-            if bucket is None:
-                buckets[k] = {p: q}
-                ids.insert(bisect_left(ids, k), k)
-                count += 1
-                dq = q
-            else:
+        if bucket is not None:
+            if q > 0.0:
                 old = bucket.get(p, 0.0)
                 bucket[p] = q
                 if not old:
                     count += 1
                 dq = q - old
-        elif bucket is None:
-            continue
+            else:
+                dq = -bucket.pop(p, 0.0)
+                if not dq:
+                    continue
+                count -= 1
+                if not bucket:
+                    del buckets[k]
+                    ids.pop(bisect_left(ids, k))
+        elif q > 0.0:
+            buckets[k] = {p: q}
+            ids.insert(bisect_left(ids, k), k)
+            count += 1
+            dq = q
         else:
-            dq = -bucket.pop(p, 0.0)
-            if not dq:
-                continue
-            count -= 1
-            if not bucket:
-                del buckets[k]
-                ids.pop(bisect_left(ids, k))
+            continue
         if p <= e0:
             q0 += dq
             n0 += dq * p
@@ -422,19 +435,19 @@ def _apply_asks(side: _Side, levels: Sequence[Sequence[float]], width: float) ->
 
 
 def _range_sums(
-    side: _Side, lo: float, hi: float, width: float | None, *, lo_closed: bool
+    side: _Side, lo: float, hi: float, inv: float | None, *, lo_closed: bool
 ) -> tuple[float, float]:
     """``(qty, notional)`` of the levels in ``[lo, hi)`` (``lo_closed``) or ``(lo, hi]``.
 
     Buckets strictly between the buckets of ``lo`` and ``hi`` are summed whole; the two
     end buckets are filtered level by level. ``lo``/``hi`` may be infinite.
     """
-    if width is None:
+    if inv is None:
         return 0.0, 0.0
     ids = side.ids
     buckets = side.buckets
-    k_lo = lo // width if lo > -_INF else lo
-    k_hi = hi // width if hi < _INF else hi
+    k_lo = _bucket_of(lo, inv)  # infinities stay infinite
+    k_hi = _bucket_of(hi, inv)
     qty = notional = 0.0
     for i in range(bisect_left(ids, k_lo), bisect_right(ids, k_hi)):
         k = ids[i]
@@ -455,7 +468,7 @@ def _range_sums(
     return qty, notional
 
 
-def _move_edges(side: _Side, edges: list[float], width: float | None, *, is_bid: bool) -> None:
+def _move_edges(side: _Side, edges: list[float], inv: float | None, *, is_bid: bool) -> None:
     """Re-anchor the running band sums of ``side`` at new band ``edges``.
 
     A band total depends only on its own edge, so each edge moves on its own: the
@@ -469,7 +482,7 @@ def _move_edges(side: _Side, edges: list[float], width: float | None, *, is_bid:
         if new == old:
             continue
         lo, hi = (new, old) if new < old else (old, new)
-        qty, notional = _range_sums(side, lo, hi, width, lo_closed=is_bid)
+        qty, notional = _range_sums(side, lo, hi, inv, lo_closed=is_bid)
         if new < old if is_bid else new > old:
             totals_qty[j] += qty
             totals_notional[j] += notional
@@ -508,3 +521,16 @@ def _width_for(top_bids: list[float], top_asks: list[float]) -> float | None:
     if not 0.0 < target < _INF:
         return 1.0
     return math.ldexp(0.5, math.frexp(target)[1])
+
+
+def _bucket_of(price: float, inv: float) -> float:
+    """The bucket id of ``price``: ``price / width`` rounded to an integer. The snapshot
+    and apply loops write the expression out (there a call would cost more than it)."""
+    return price * inv + _ROUND - _ROUND
+
+
+def _inverse_width(top_bids: list[float], top_asks: list[float]) -> float | None:
+    """``1 / width`` for :func:`_width_for`'s width: exact, the width is a power of two
+    (for a width below 2**-1023 it is infinite, which puts every price in one bucket)."""
+    width = _width_for(top_bids, top_asks)
+    return None if width is None else 1.0 / width
