@@ -45,6 +45,11 @@ run: sync
 test: uv redis-server chromium
 	@UV="$(UV)" bash scripts/test-all $(ARGS)
 
+## the chaos scenarios at full counts (~20 min); figures in tests/chaos/results/chaos.{json,md}
+## (make test runs them at reduced counts)
+chaos: sync redis-server
+	@MARKETCORE_CHAOS=full $(UV) run --all-packages --locked pytest tests/chaos -p no:cacheprovider -q $(ARGS)
+
 ## every benchmark (benchmarks/run_all.py); figures in benchmarks/results/, summary.md on top
 bench: sync redis-server
 	@$(UV) run --all-packages --locked --group bench python benchmarks/run_all.py $(ARGS)
