@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import struct
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from marketcore import Ticker, VenueState, WriterToken, encode_report, json_schema
-from marketcore.report import MAX_REPORT_BYTES, base_report, ingestion_status
+from marketcore.report import MAX_REPORT_BYTES, _dumps, base_report, ingestion_status
 from marketcore.testing import make_plugin_manager, make_state, run_cycle, validate_report
 
 
@@ -58,6 +62,42 @@ def test_non_finite_values_never_reach_the_json():
     assert decoded["liquidity"] == {"vacuums": []}
     assert decoded["health"]["omitted"] == {"spread_bps": "non-finite value",
                                             "walls": "non-finite value"}
+
+
+def _double(hex_bits: str) -> float:
+    return struct.unpack(">d", bytes.fromhex(hex_bits))[0]
+
+
+@pytest.mark.parametrize("bad", [
+    float("nan"), float("-inf"), np.float64("inf"), np.float32("nan"),
+    _double("7ff0000000000001"),  # a NaN with the smallest payload
+    _double("fff8000000000000"),  # a negative NaN
+])
+def test_non_finite_numpy_and_python_floats_are_caught_alike(bad):
+    report = base_report(make_state(event_ms=0), node_id="n", token=WriterToken(0, 1), now_ms=0)
+    report["health"] = {"score": 50, "components": {}}
+    report["ext"] = {"mine": {"values": [1.0, bad]}, "theirs": {"ok": np.float64(2.5)}}
+    decoded = json.loads(encode_report(report))
+    assert decoded["ext"] == {"theirs": {"ok": 2.5}}
+    assert decoded["health"]["omitted"] == {"mine": "non-finite value"}
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20))
+def test_the_fast_encoder_writes_what_the_standard_library_would(value):
+    """Any finite JSON value (integers whose bytes may look like a non-finite float
+    included) encodes to the same data as ``json.dumps``; a non-finite one is refused
+    exactly when ``json.dumps(allow_nan=False)`` refuses it."""
+    report = {"symbol": "BTCUSDT", "ext": {"x": value}}
+    try:
+        expected = json.loads(json.dumps(report, allow_nan=False))
+    except ValueError:
+        with pytest.raises(ValueError):
+            _dumps(report)
+        return
+    assert json.loads(_dumps(report)) == expected
 
 
 def test_oversized_reports_are_trimmed_and_say_so():

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
+
+import msgspec
+import numpy as np
 
 from marketcore.components import WriterToken
 from marketcore.events import VenueState
@@ -121,7 +125,7 @@ def place_section(report: dict[str, Any], section: str, value: Any) -> None:
 
 
 def _finite(value: Any) -> bool:
-    if isinstance(value, float):
+    if isinstance(value, float | np.floating):
         return math.isfinite(value)
     if isinstance(value, Mapping):
         return all(_finite(v) for v in value.values())
@@ -176,8 +180,33 @@ def _trim(report: dict[str, Any]) -> list[str]:
     return cut
 
 
+def _plain(value: Any) -> Any:
+    """msgspec's hook for types it does not know: numpy scalars become Python numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"a report cannot hold {type(value).__name__}")
+
+
+_PACK = msgspec.msgpack.Encoder(enc_hook=_plain)
+_JSON = msgspec.json.Encoder(enc_hook=_plain)
+_NON_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
+"""A MessagePack float64 (``0xcb`` and 8 big-endian bytes) whose exponent bits are all
+ones: NaN or ±infinity. Every finite double starts below ``7ff``/``fff``."""
+
+
 def _dumps(report: Mapping[str, Any]) -> bytes:
-    return json.dumps(report, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON, refusing NaN and infinity (``ValueError``) as ``json.dumps`` does.
+
+    msgspec writes JSON about 7× faster than the standard library but turns NaN into
+    ``null``, which must never stand for a number. So the report is first packed as
+    MessagePack (fast, floats kept as 8 raw bytes) and searched for a non-finite
+    float64; only when the pattern is there (NaN, or by rare chance an integer's
+    bytes) does the exact, slower path decide.
+    """
+    if _NON_FINITE.search(_PACK.encode(report)):
+        return json.dumps(report, separators=(",", ":"), allow_nan=False,
+                          default=_plain).encode()
+    return _JSON.encode(report)
 
 
 def encode_report(report: dict[str, Any]) -> bytes:
