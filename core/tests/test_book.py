@@ -525,3 +525,27 @@ def test_many_applies_of_the_same_levels_keep_counts_and_order() -> None:
         book.apply(bids, asks)
         ref.apply(bids, asks)
         assert_same(book, ref, (1e6, 1e8), [10, 25, 50, 100, 300])
+
+
+def test_top_answers_stay_right_across_its_cache():
+    """Short, long, then short again, across changes and on a side shorter than asked:
+    every answer equals a fresh sort of the levels, and a caller may keep or change
+    what it got without touching the book."""
+    book = Book()
+    book.load_snapshot([(100.0 - i * 0.5, 1.0 + i) for i in range(30)],
+                       [(101.0 + i * 0.5, 2.0 + i) for i in range(3)])
+    bids = sorted(((100.0 - i * 0.5, 1.0 + i) for i in range(30)), reverse=True)
+    assert book.top("bid", 5) == bids[:5]
+    assert book.top("bid", 12) == bids[:12]
+    got = book.top("bid", 3)
+    assert got == bids[:3]
+    got.clear()  # the caller's list, not the cache
+    assert book.top("bid", 3) == bids[:3]
+    assert book.top("ask", 10) == [(101.0, 2.0), (101.5, 3.0), (102.0, 4.0)]
+    assert book.top("ask", 20) == [(101.0, 2.0), (101.5, 3.0), (102.0, 4.0)]
+    book.apply([(100.25, 7.0), (100.0, 0.0)], [(101.5, 0.0)])
+    assert book.top("bid", 3) == [(100.25, 7.0), (99.5, 2.0), (99.0, 3.0)]
+    assert book.top("ask", 5) == [(101.0, 2.0), (102.0, 4.0)]
+    book.apply([], [(100.75, 1.0)])
+    assert book.top("ask", 1) == [(100.75, 1.0)]
+    assert book.top("bid", 1) == [(100.25, 7.0)]

@@ -70,7 +70,8 @@ class _Side:
 
     ``buckets`` maps a bucket id (:func:`_bucket_of`) to that bucket's ``{price: qty}``;
     ``ids`` holds the bucket ids in ascending order; ``count`` is the number of levels;
-    ``best`` caches the best level until the side changes.
+    ``best`` caches the best level until the side changes; ``top`` the longest
+    :meth:`Book.top` answered since it last changed, and whether that was every level.
 
     ``edges[j]`` is the price edge of tracked band ``j`` at the anchor mid (``±inf``
     before the first anchoring and for unused slots, so that no level matches).
@@ -78,13 +79,15 @@ class _Side:
     band ``j`` but not in band ``j - 1``; the band totals are their prefix sums.
     """
 
-    __slots__ = ("band_notional", "band_qty", "best", "buckets", "count", "edges", "ids")
+    __slots__ = ("band_notional", "band_qty", "best", "buckets", "count", "edges", "ids",
+                 "top")
 
     def __init__(self, unanchored_edge: float) -> None:
         self.buckets: dict[float, dict[float, float]] = {}
         self.ids: list[float] = []
         self.count = 0
         self.best: tuple[float, float] | None = None
+        self.top: tuple[list[tuple[float, float]], bool] | None = None
         self.edges = (unanchored_edge,) * MAX_TRACKED_BANDS
         self.band_qty = (0.0,) * MAX_TRACKED_BANDS
         self.band_notional = (0.0,) * MAX_TRACKED_BANDS
@@ -164,8 +167,10 @@ class Book:
             inv = self._inv = _inverse_width([first], [])
         if bids:
             _apply_bids(self._bids, bids, inv)
+            self._bids.top = None
         if asks:
             _apply_asks(self._asks, asks, inv)
+            self._asks.top = None
         self._changes_since_rebuild += len(bids) + len(asks)
 
     # ----------------------------------------------------------------- queries
@@ -221,10 +226,17 @@ class Book:
         return bid is not None and ask is not None and bid[0] >= ask[0]
 
     def top(self, side: str, n: int) -> list[tuple[float, float]]:
-        """The best ``n`` levels of ``side`` (``"bid"`` or ``"ask"``), best first."""
+        """The best ``n`` levels of ``side`` (``"bid"`` or ``"ask"``), best first.
+
+        Answers are cached until the side changes: a cycle's calculators and the level
+        sampling ask the same book for its top levels several times.
+        """
         book_side = self._side(side)
         if n <= 0:
             return []
+        cached = book_side.top
+        if cached is not None and (len(cached[0]) >= n or cached[1]):
+            return cached[0][:n]
         buckets = book_side.buckets
         is_bid = book_side is self._bids
         out: list[tuple[float, float]] = []
@@ -237,7 +249,8 @@ class Book:
                 out += zip(prices, map(bucket.__getitem__, prices), strict=True)
                 break
             out += zip(prices, map(bucket.__getitem__, prices), strict=True)
-        return out
+        book_side.top = (out, len(out) < n)
+        return out[:]
 
     def band_sums(self, bps: float) -> tuple[float, float, float, float]:
         """``(bid_qty, ask_qty, bid_notional, ask_notional)`` within ``bps`` of the mid.
