@@ -28,7 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,14 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import machine, machine_line, markdown_table, write_results
+from marketcore.testing import free_port
 
 MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -52,7 +52,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,18 +63,11 @@ from typing import Any
 from _common import REPO_ROOT, machine, machine_line, markdown_table, write_results
 
 sys.path.insert(0, str(REPO_ROOT / "core" / "src"))
-from marketcore.testing import RedisServer
+from marketcore.testing import RedisServer, free_port
 
 RECORDING = REPO_ROOT / "examples" / "data" / "binance-spot-btcusdt-20240808.gz"
 WORKER = Path(__file__).resolve().parent / "_node_worker.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for the simulator)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clone_names(count: int) -> list[str]:

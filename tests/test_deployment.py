@@ -14,7 +14,6 @@ import json
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 from marketcore.cli import main
-from marketcore.testing import RedisServer, RedisUnavailable
+from marketcore.testing import RedisServer, RedisUnavailable, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,12 +61,6 @@ def node_services(compose: dict) -> dict[str, dict]:
 
 
 # -- the names a real node exports ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def series_names(text: str) -> set[str]:

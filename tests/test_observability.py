@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,18 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from marketcore.testing import RedisServer, RedisUnavailable
+from marketcore.testing import RedisServer, RedisUnavailable, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
 PASSWORD = "Pw-0f-the-fleet-7c1e"
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def fleet_profile(url: str, node_id: str, metrics_port: int | None = None) -> str:

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from marketcore.testing import free_port
 
 websockets_client = pytest.importorskip("websockets.asyncio.client")
 
@@ -42,12 +42,6 @@ def find_chromium() -> str | None:
     if configured:
         return configured if Path(configured).exists() else shutil.which(configured)
     return next((found for name in CANDIDATES if (found := shutil.which(name))), None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check, what: str, timeout_s: float = 60.0, every_s: float = 0.2) -> Any:

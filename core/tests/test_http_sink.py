@@ -18,7 +18,7 @@ from marketcore import hookimpl
 from marketcore.components import Publication, WriterToken
 from marketcore.events import VenueState
 from marketcore.report import encode_report
-from marketcore.testing import make_plugin_manager, make_state, run_cycle, run_node
+from marketcore.testing import free_port, make_plugin_manager, make_state, run_cycle, run_node
 
 websockets = pytest.importorskip("websockets")
 from websockets.asyncio.client import connect  # noqa: E402
@@ -229,12 +229,6 @@ def test_healthz_is_200_while_symbols_are_live_and_503_when_all_are_down():
         assert health["problems"] == ["all 2 owned symbols are down or have no report yet"]
 
     serve(test)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Probe(threading.Thread):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import attrs
 import pytest
 from marketcore import Cycle, Needs, hookimpl
-from marketcore.testing import make_plugin_manager, run_node
+from marketcore.testing import free_port, make_plugin_manager, run_node
 from prometheus_client.parser import text_string_to_metric_families
 
 NODE_FAMILIES = {
@@ -35,12 +35,6 @@ NODE_FAMILIES = {
     "marketcore_process_resident_memory_bytes",
 }
 """Family names as the text parser gives them (counters without ``_total``)."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def profile_text(port: int, node_id: str = "metrics-node", sink: str = "flaky") -> str:

@@ -8,7 +8,6 @@ import os
 import pty
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from marketcore.testing import free_port
 
 MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

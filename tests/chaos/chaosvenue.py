@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -23,17 +22,12 @@ from typing import Any
 
 from chaosfleet import die_with_parent, marketcore_command
 from chaosrun import wait_for
+from marketcore.testing import free_port
 
 __all__ = ["RECORDING", "VenueRig", "free_port", "rss_bytes"]
 
 RECORDING = Path(__file__).resolve().parents[2] / "examples" / "data" / \
     "binance-spot-btcusdt-20240808.gz"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_bytes(pid: int) -> int:

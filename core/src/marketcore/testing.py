@@ -36,6 +36,7 @@ from marketcore._redis_server import (
     RedisUnavailable,
     TlsFiles,
     find_redis_server,
+    free_port,
 )
 from marketcore._runtime import make_node, run_live, run_replay
 from marketcore.book import Book
@@ -71,6 +72,7 @@ __all__ = [
     "book_from_levels",
     "find_recording",
     "find_redis_server",
+    "free_port",
     "make_plugin_manager",
     "make_state",
     "replay_calculator",

@@ -14,6 +14,7 @@ import time
 import attrs
 import pytest
 from coord_helpers import SYMBOLS, NodeSide, coordinator_options, running, wait_until
+from marketcore.testing import free_port
 from marketcore_coord_redis import RedisCoordinator, RedisSink, SinkOptions
 
 PASSWORD = "pa55-w0rd-for-tests"
@@ -108,12 +109,6 @@ def test_cluster_mode_publishes_through_every_master(redis_cluster):
         found[server.port] = len(keys)
     assert sum(found.values()) == len(SYMBOLS)
     assert sum(1 for count in found.values() if count) >= 2  # spread over the slots' owners
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from marketcore import Book, Omitted, SymbolState
 __all__ = [
     "SideLevels", "decimals_of", "expect_next", "grid_tick", "infer_tick", "levels_within",
     "size_percentile",
+    "size_reference",
 ]
 
 _FIRST_FETCH = 64
@@ -128,6 +129,19 @@ def size_percentile(state: SymbolState, q: float, min_samples: int) -> float | O
     if value is None or not math.isfinite(value) or value <= 0:
         return Omitted(f"P{q:g} of level sizes is not a positive number ({value!r})")
     return value
+
+
+def size_reference(state: SymbolState, q: float, min_samples: int
+                   ) -> tuple[float, float] | Omitted:
+    """``(P{q} of level sizes, mid)`` — what walls and vacuums measure a level against
+    and where they measure from — or why either is missing."""
+    size = size_percentile(state, q, min_samples)
+    if isinstance(size, Omitted):
+        return size
+    mid = state.book.mid()
+    if mid is None:
+        return Omitted("no mid price: a side of the book is empty")
+    return size, mid
 
 
 def grid_tick(state: SymbolState, scratch: dict) -> float | None:

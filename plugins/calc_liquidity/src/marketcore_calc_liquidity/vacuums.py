@@ -33,7 +33,7 @@ from marketcore_calc_liquidity.levels import (
     expect_next,
     grid_tick,
     levels_within,
-    size_percentile,
+    size_reference,
 )
 from marketcore_calc_liquidity.options import VacuumsOptions
 
@@ -77,12 +77,10 @@ class VacuumsCalculator:
     @_QUIET
     def compute(self, state: SymbolState, ctx: CycleContext) -> Mapping[str, Any]:
         options = self.options
-        below = size_percentile(state, options.percentile, options.min_samples)
-        if isinstance(below, Omitted):
-            return {"vacuums": below}
-        mid = state.book.mid()
-        if mid is None:
-            return {"vacuums": Omitted("no mid price: a side of the book is empty")}
+        reference = size_reference(state, options.percentile, options.min_samples)
+        if isinstance(reference, Omitted):
+            return {"vacuums": reference}
+        below, mid = reference
         tick = grid_tick(state, state.scratch(self.name))
         if tick is None:
             return {"vacuums": Omitted("tick size unknown: no instrument and too few levels "

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from marketcore import Cycle, CycleContext, Needs, Omitted, SymbolState
 
-from marketcore_calc_liquidity.levels import expect_next, levels_within, size_percentile
+from marketcore_calc_liquidity.levels import expect_next, levels_within, size_reference
 from marketcore_calc_liquidity.options import WallsOptions
 
 __all__ = ["WallsCalculator"]
@@ -46,12 +46,10 @@ class WallsCalculator:
     @_QUIET
     def compute(self, state: SymbolState, ctx: CycleContext) -> Mapping[str, Any]:
         options = self.options
-        base = size_percentile(state, options.percentile, options.min_samples)
-        if isinstance(base, Omitted):
-            return {"walls": base}
-        mid = state.book.mid()
-        if mid is None:
-            return {"walls": Omitted("no mid price: a side of the book is empty")}
+        reference = size_reference(state, options.percentile, options.min_samples)
+        if isinstance(reference, Omitted):
+            return {"walls": reference}
+        base, mid = reference
         threshold = base * options.multiplier
         sides, prices, qtys = [], [], []
         expect = state.scratch(self.name)
