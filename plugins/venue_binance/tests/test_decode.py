@@ -152,7 +152,12 @@ def test_long_strings_with_few_significant_digits_pass():
 def test_ticker_volumes_may_carry_more_digits():
     data = {"e": "24hrTicker", "E": 3, "s": "BTCUSDT", "P": "1", "c": "2", "o": "1", "h": "2",
             "l": "1", "v": "12345678.123456789", "q": "3266598649.94325113", "n": 1}
-    FrameDecoder().frame(frame("btcusdt@ticker", data))
+    symbol, kind, ticker = FrameDecoder().frame(frame("btcusdt@ticker", data))
+    # volumes are sums, not prices: more digits than a float's precision check allows
+    # for prices are accepted and decoded, not refused as malformed
+    assert (symbol, kind) == ("BTCUSDT", "ticker")
+    assert ticker.volume == 12345678.123456789
+    assert ticker.quote_volume == 3266598649.94325113
 
 
 def test_significant_digits():
