@@ -97,6 +97,12 @@ CASES: list[Case] = [
          "VacuumsOptions"),
     Case("volume_profile", Cycle.SLOW, "marketcore_calc_liquidity", "VolumeProfileCalculator",
          "VolumeProfileOptions"),
+    Case("anomaly_tracker", Cycle.FAST, "marketcore_calc_anomalies", "AnomalyTracker",
+         "TrackerOptions"),
+    Case("anomalies", Cycle.SLOW, "marketcore_calc_anomalies", "AnomaliesCalculator",
+         "AnomaliesOptions"),
+    Case("health", Cycle.FAST, "marketcore._builtins.health", "HealthCalculator",
+         "HealthOptions"),
 ]
 """Calculators in run order within their cycle. Extend this list to measure more."""
 

@@ -250,6 +250,10 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 outside["pyspy"] = summarize_pyspy(profile_path)
                 outside["pyspy_phases"] = pyspy_phases(profile_path)
                 outside["pyspy_phase"] = "measuring" if synced else "still syncing"
+                args.out.mkdir(parents=True, exist_ok=True)
+                kept = args.out / f"node-{count}-pyspy.txt"
+                shutil.copyfile(profile_path, kept)
+                print(f"py-spy samples kept in {kept} (raw: one stack per line, count last)")
             if synced and wait_for_file(point_dir / "window_end.json", node, args.measure + 60):
                 outside["end"] = _outside(server, sim.pid, node.pid)
             node.wait(timeout=args.timeout + 60)

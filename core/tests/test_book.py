@@ -229,14 +229,27 @@ def test_load_snapshot_replaces_everything() -> None:
     assert len(book) == 0 and book.best_bid() is None
 
 
-def test_side_arrays_are_best_first_copies() -> None:
+def test_side_arrays_are_best_first_and_read_only() -> None:
     book = literal_book()
     prices, qtys = book.side_arrays("bid")
     assert prices.dtype == qtys.dtype == np.float64
     assert prices.tolist() == [100.0, 99.5, 99.0] and qtys.tolist() == [1.0, 2.0, 3.0]
-    prices[:] = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        prices[:] = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        qtys[0] = 0.0
     assert book.side_arrays("bid")[0].tolist() == [100.0, 99.5, 99.0]
     assert book.side_arrays("ask")[0].tolist() == [100.5, 101.0, 102.0]
+
+
+def test_side_arrays_follow_every_change() -> None:
+    book = literal_book()
+    assert book.side_arrays("bid") is book.side_arrays("bid")  # cached while unchanged
+    book.apply([(99.5, 0.0), (99.8, 4.0)], [])
+    prices, qtys = book.side_arrays("bid")
+    assert prices.tolist() == [100.0, 99.8, 99.0] and qtys.tolist() == [1.0, 4.0, 3.0]
+    book.apply([], [(100.5, 7.0)])
+    assert book.side_arrays("ask")[1].tolist() == [7.0, 2.5, 4.0]
 
 
 def test_qty_at() -> None:

@@ -71,7 +71,8 @@ class _Side:
     ``buckets`` maps a bucket id (:func:`_bucket_of`) to that bucket's ``{price: qty}``;
     ``ids`` holds the bucket ids in ascending order; ``count`` is the number of levels;
     ``best`` caches the best level until the side changes; ``top`` the longest
-    :meth:`Book.top` answered since it last changed, and whether that was every level.
+    :meth:`Book.top` answered since it last changed, and whether that was every level;
+    ``arrays`` the read-only :meth:`Book.side_arrays` since it last changed.
 
     ``edges[j]`` is the price edge of tracked band ``j`` at the anchor mid (``±inf``
     before the first anchoring and for unused slots, so that no level matches).
@@ -79,8 +80,8 @@ class _Side:
     band ``j`` but not in band ``j - 1``; the band totals are their prefix sums.
     """
 
-    __slots__ = ("band_notional", "band_qty", "best", "buckets", "count", "edges", "ids",
-                 "top")
+    __slots__ = ("arrays", "band_notional", "band_qty", "best", "buckets", "count", "edges",
+                 "ids", "top")
 
     def __init__(self, unanchored_edge: float) -> None:
         self.buckets: dict[float, dict[float, float]] = {}
@@ -88,6 +89,7 @@ class _Side:
         self.count = 0
         self.best: tuple[float, float] | None = None
         self.top: tuple[list[tuple[float, float]], bool] | None = None
+        self.arrays: tuple[np.ndarray, np.ndarray] | None = None
         self.edges = (unanchored_edge,) * MAX_TRACKED_BANDS
         self.band_qty = (0.0,) * MAX_TRACKED_BANDS
         self.band_notional = (0.0,) * MAX_TRACKED_BANDS
@@ -167,10 +169,10 @@ class Book:
             inv = self._inv = _inverse_width([first], [])
         if bids:
             _apply_bids(self._bids, bids, inv)
-            self._bids.top = None
+            self._bids.top = self._bids.arrays = None
         if asks:
             _apply_asks(self._asks, asks, inv)
-            self._asks.top = None
+            self._asks.top = self._asks.arrays = None
         self._changes_since_rebuild += len(bids) + len(asks)
 
     # ----------------------------------------------------------------- queries
@@ -287,8 +289,17 @@ class Book:
         return (bid_qty, ask_qty, bid_notional, ask_notional)
 
     def side_arrays(self, side: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(prices, qtys)`` of every level of ``side``, best first, as new float64 arrays."""
+        """``(prices, qtys)`` of every level of ``side``, best first, as read-only float64 arrays.
+
+        The pair is cached until the side changes: the slow cycle's calculators (walls,
+        vacuums, …) each ask for the whole side of the same book, and building it is the
+        costly part (about 0.1 µs a level). Read-only, so one caller cannot alter what the
+        next one reads; copy them to modify.
+        """
         book_side = self._side(side)
+        cached = book_side.arrays
+        if cached is not None:
+            return cached
         buckets = book_side.buckets.values()
         n = book_side.count
         prices = np.fromiter(chain.from_iterable(buckets), np.float64, count=n)
@@ -296,7 +307,10 @@ class Book:
         order = np.argsort(prices)
         if book_side is self._bids:
             order = order[::-1]
-        return prices[order], qtys[order]
+        prices, qtys = prices[order], qtys[order]
+        prices.flags.writeable = qtys.flags.writeable = False
+        book_side.arrays = (prices, qtys)
+        return book_side.arrays
 
     def qty_at(self, side: str, price: float) -> float:
         """The quantity at ``price`` on ``side``; ``0.0`` when there is no such level."""
