@@ -16,9 +16,10 @@ For each symbol count, with nothing shared between the points:
 * one node process (``_node_worker.py``, i.e. :func:`marketcore.testing.run_node` with
   a measuring probe sink): the ``binance`` venue pointed at the simulator (snapshots of
   100 levels, weight 5 each, so N snapshots fit one minute's REST budget), the ``redis``
-  coordinator and the fenced ``redis`` sink on that server, and the pipelines listing no
-  calculators, i.e. every installed calculator in its default cycle (fast 250 ms, slow
-  2000 ms).
+  coordinator and the fenced ``redis`` sink on that server, and SPEC §4's pipelines
+  (fast 250 ms: spread, depth, flow, health; slow 2000 ms: volume_profile, walls,
+  vacuums, anomalies), or with ``--calculators installed`` every installed calculator
+  in its default cycle.
 
 Once every symbol reports ``ok`` the node settles for ``--settle`` s, then the window of
 ``--measure`` s is measured:
@@ -76,7 +77,24 @@ def clone_names(count: int) -> list[str]:
     return [f"BTC{k:0{width}d}USDT" for k in range(1, count + 1)]
 
 
-def profile_text(symbols: list[str], sim_port: int, redis_url: str) -> str:
+SPEC_CALCULATORS = {
+    "fast": ["spread", "depth", "flow", "health"],
+    "slow": ["volume_profile", "walls", "vacuums", "anomalies"],
+}
+"""The pipelines of SPEC §4's profile: the default calculators of the node benchmark.
+``--calculators installed`` lists none instead, i.e. every installed calculator (in this
+workspace that adds ``anomaly_tracker``, which observes the book at every fast cycle,
+and the example plugin ``realized_vol``)."""
+
+
+def _calculator_lines(cycle: str, which: str) -> str:
+    if which == "installed":
+        return ""
+    return f"calculators = {json.dumps(SPEC_CALCULATORS[cycle])}\n"
+
+
+def profile_text(symbols: list[str], sim_port: int, redis_url: str,
+                 calculators: str = "spec") -> str:
     return f"""
 [node]
 id = "bench-node"
@@ -98,10 +116,10 @@ url = "{redis_url}"
 
 [pipeline.fast]
 period_ms = 250
-
+{_calculator_lines("fast", calculators)}
 [pipeline.slow]
 period_ms = 2000
-
+{_calculator_lines("slow", calculators)}
 [[sink]]
 use = "redis"
 url = "{redis_url}"
@@ -232,7 +250,7 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         try:
             _wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", sim, 60)
             profile = point_dir / "profile.toml"
-            profile.write_text(profile_text(symbols, sim_port, server.url), encoding="utf-8")
+            profile.write_text(profile_text(symbols, sim_port, server.url, args.calculators), encoding="utf-8")
             node = subprocess.Popen(
                 [sys.executable, str(WORKER), str(profile), "--symbols", str(count),
                  "--out", str(point_dir), "--settle", str(args.settle),
@@ -391,6 +409,13 @@ def pyspy_table(point: dict[str, Any]) -> str:
     return markdown_table(["function (module)", "self %", "total %"], rows)
 
 
+def calculator_words(which: str) -> str:
+    if which == "installed":
+        return "every installed calculator in its default cycle"
+    return (f"SPEC §4's pipelines (fast: {', '.join(SPEC_CALCULATORS['fast'])}; slow: "
+            f"{', '.join(SPEC_CALCULATORS['slow'])})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--symbols", type=lambda s: [int(x) for x in s.split(",")],
@@ -403,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile one point with py-spy for this many seconds (0: no)")
     parser.add_argument("--pyspy-at", type=lambda s: [int(x) for x in s.split(",")],
                         default=[], help="symbol counts to profile (default: the largest)")
+    parser.add_argument("--calculators", choices=("spec", "installed"), default="spec",
+                        help="spec: SPEC §4's pipelines (default); installed: every installed "
+                             "calculator in its default cycle")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     if not RECORDING.is_file():
@@ -422,14 +450,16 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"benchmark": "node", "machine": info, "recording": RECORDING.name,
                "parameters": {"symbols": args.symbols, "settle_s": args.settle,
                               "measure_s": args.measure, "fast_period_ms": 250,
-                              "slow_period_ms": 2000, "snapshot_limit": 100},
+                              "slow_period_ms": 2000, "snapshot_limit": 100,
+                              "calculators": (SPEC_CALCULATORS if args.calculators == "spec"
+                                              else "every installed")},
                "points": points}
     lines = [
         "# Node capacity", "",
         f"{machine_line(info)} The node, the simulator and Redis share these cores.", "",
         f"Each row: one node process, the Binance simulator cloning `{RECORDING.name}` into "
         f"that many symbols at the recorded rate, a real Redis; fenced Redis sink, Redis "
-        f"coordinator, every installed calculator in its default cycle (fast 250 ms, slow "
+        f"coordinator, {calculator_words(args.calculators)} (fast 250 ms, slow "
         f"2000 ms). Measured over {args.measure:.0f} s once every symbol's book had synced (plus "
         f"{args.settle:.0f} s). Fast p50/p99: tick to every sink done. Added age: newest "
         f"event time of the cycle minus the report's own, plus the cycle's duration (clones "

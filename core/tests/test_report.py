@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from marketcore import Ticker, VenueState, WriterToken, encode_report, json_schema
-from marketcore.report import MAX_REPORT_BYTES, _dumps, base_report, ingestion_status
+from marketcore.report import (
+    MAX_REPORT_BYTES,
+    _dumps,
+    _spliced,
+    base_report,
+    ingestion_status,
+    preencode,
+)
 from marketcore.testing import make_plugin_manager, make_state, run_cycle, validate_report
 
 
@@ -112,6 +119,69 @@ def test_oversized_reports_are_trimmed_and_say_so():
     validate_report(decoded)
 
 
+# ------------------------------------------------- sections encoded once, spliced often
+
+
+def _node_style(slow: dict, fast: dict) -> dict:
+    """A report built as a node builds it: base, slow sections merged, fast sections."""
+    report = base_report(make_state(event_ms=0), node_id="n", token=WriterToken(0, 1), now_ms=0)
+    for key, value in slow.items():
+        if key in ("liquidity", "ext"):
+            report.setdefault(key, {}).update(value)
+        else:
+            report[key] = value
+    for key, value in fast.items():
+        if key in ("liquidity", "ext"):
+            report.setdefault(key, {}).update(value)
+        else:
+            report[key] = value
+    return report
+
+
+_SECTION = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                max_size=3),
+    max_leaves=8)
+
+
+@given(walls=_SECTION, anomalies=_SECTION, flow=_SECTION, mine=_SECTION)
+def test_spliced_sections_encode_to_the_same_bytes(walls, anomalies, flow, mine):
+    """Whatever the sections hold (NaN and infinity included), a report encoded with
+    pre-encoded slow sections is byte for byte the report encoded without them, and
+    the same sections are dropped and named."""
+    slow = {"liquidity": {"walls": walls}, "anomalies": anomalies, "ext": {"slow": mine}}
+    fast = {"flow": flow, "health": {"score": 1}, "ext": {"fast": mine}}
+    preencoded = preencode(slow)
+    plain = _node_style(slow, fast)
+    spliced = _node_style(slow, fast)
+    assert encode_report(spliced, preencoded) == encode_report(plain)
+    assert spliced == plain
+
+
+def test_a_replaced_section_is_encoded_from_the_report_not_the_cache():
+    slow = {"liquidity": {"walls": [{"price": 1.0}]}, "anomalies": [{"kind": "x"}]}
+    preencoded = preencode(slow)
+    report = _node_style(slow, {"health": {"score": 3}})
+    report["liquidity"]["walls"] = [{"price": 2.0}]
+    report["anomalies"] = []
+    assert _spliced(report, preencoded) is not None  # the splicing path answered
+    decoded = json.loads(encode_report(report, preencoded))
+    assert decoded["liquidity"]["walls"] == [{"price": 2.0}]
+    assert decoded["anomalies"] == []
+
+
+def test_spliced_reports_are_still_trimmed_when_too_big():
+    level = {"price": 60000.123456, "qty": 1.23456789}
+    slow = {"liquidity": {"walls": [level] * 20_000, "vacuums": []}}
+    report = _node_style(slow, {"health": {"score": 3}})
+    payload = encode_report(report, preencode(slow))
+    assert len(payload) <= MAX_REPORT_BYTES
+    decoded = json.loads(payload)
+    assert decoded["trimmed"] == ["liquidity.walls"]
+    assert len(decoded["liquidity"]["walls"]) == 10
+
+
 def test_schema_is_draft_2020_12_and_rejects_unknown_top_level_keys():
     import jsonschema
 
@@ -199,3 +269,19 @@ def test_health_while_resyncing_is_capped():
     assert report["health"]["components"]["freshness"] == 0.5
     assert report["ingestion"]["status"] == "degraded"
     assert "resyncing" in report["health"]["flags"]
+
+
+@given(st.integers(min_value=1, max_value=12),
+       st.lists(st.floats(min_value=0.0, max_value=1e4, allow_nan=False), max_size=80))
+def test_rolling_median_is_statistics_median_of_the_window(window: int,
+                                                            values: list[float]) -> None:
+    import statistics
+
+    from marketcore._builtins.health import RollingMedian
+
+    rolling = RollingMedian(window)
+    for k, value in enumerate(values):
+        rolling.append(value)
+        last = values[max(0, k + 1 - window):k + 1]
+        assert len(rolling) == len(last)
+        assert rolling.median() == statistics.median(last)

@@ -24,7 +24,7 @@ from marketcore.components import Publication, Sink, WriterToken, stats_of
 from marketcore.events import Event
 from marketcore.node import CycleStats, NodeInfo, NodeStats
 from marketcore.profile import Profile, default_node_id
-from marketcore.report import base_report, encode_report
+from marketcore.report import Preencoded, base_report, encode_report, preencode
 from marketcore.state import SymbolState
 
 if TYPE_CHECKING:
@@ -52,7 +52,9 @@ class Node:
         self.states: dict[str, SymbolState] = {}
         self.tokens: dict[str, WriterToken] = {}
         self._order: tuple[str, ...] = ()
-        self._slow_cache: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+        self._slow_cache: dict[str, tuple[dict[str, Any], dict[str, str], Preencoded]] = {}
+        """Per symbol: the last slow cycle's sections, what it omitted, and the sections'
+        JSON, which every fast report until the next slow cycle splices in."""
         self.stats = NodeStats()
         self._sink_logged: dict[str, float] = {}
         self.fast_wake: asyncio.Event | None = None
@@ -140,7 +142,7 @@ class Node:
         sections: dict[str, Any] = {}
         omitted: dict[str, str] = {}
         self.components.slow.run(state, now_ms, sections, omitted)
-        self._slow_cache[symbol] = (sections, omitted)
+        self._slow_cache[symbol] = (sections, omitted, preencode(sections))
 
     def slow_cycle(self, now_ms: int) -> None:
         """The whole slow cycle at once (replay, tests)."""
@@ -172,9 +174,11 @@ class Node:
                 data_age.record(age)
             omitted: dict[str, str] = {}
             cached = self._slow_cache.get(symbol)
+            preencoded = None
             if cached is not None:
                 _merge(report, cached[0])
                 omitted.update(cached[1])
+                preencoded = cached[2]
             fast.run(state, now_ms, report, omitted)
             if omitted:
                 health = report.get("health")
@@ -182,7 +186,7 @@ class Node:
                     health["omitted"] = omitted
                 else:
                     report["omitted"] = omitted
-            batch.append(Publication(symbol, token, report, encode_report(report)))
+            batch.append(Publication(symbol, token, report, encode_report(report, preencoded)))
         return batch
 
     def _log_sink_failure(self, name: str, error: BaseException, errors: int) -> None:

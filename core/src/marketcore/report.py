@@ -36,6 +36,7 @@ from marketcore.state import SymbolState
 __all__ = [
     "FRESH_MS",
     "MAX_REPORT_BYTES",
+    "Preencoded",
     "SCHEMA_VERSION",
     "STALE_MS",
     "STANDARD_SECTIONS",
@@ -44,6 +45,7 @@ __all__ = [
     "ingestion_status",
     "json_schema",
     "place_section",
+    "preencode",
 ]
 
 SCHEMA_VERSION = "1.1"
@@ -209,14 +211,23 @@ def _dumps(report: Mapping[str, Any]) -> bytes:
     return _JSON.encode(report)
 
 
-def encode_report(report: dict[str, Any]) -> bytes:
+def encode_report(report: dict[str, Any], preencoded: Preencoded | None = None) -> bytes:
     """Compact JSON of a report; never NaN or infinity, never over 256 KB.
 
     A section holding a non-finite number is dropped and named in
     ``health.omitted``; an oversized report is trimmed (top-N, walls, vacuums,
     then ``ext``) and lists what was cut in ``trimmed``. The dict is modified
     in place when either happens.
+
+    ``preencoded`` (from :func:`preencode`) holds sections already checked and
+    encoded, typically the slow cycle's, which a node merges into every fast report
+    until the next slow cycle: where the report still holds the very same object, its
+    JSON is spliced in instead of being encoded again. The bytes are the same either way.
     """
+    if preencoded:
+        payload = _spliced(report, preencoded)
+        if payload is not None:
+            return payload
     try:
         payload = _dumps(report)
     except ValueError:
@@ -229,6 +240,57 @@ def encode_report(report: dict[str, Any]) -> bytes:
         report.setdefault("trimmed", []).extend(cut)
         payload = _dumps(report)
     return payload
+
+
+Preencoded = dict[tuple[str, str | None], tuple[Any, msgspec.Raw]]
+"""``(section, part or None) -> (the section's object, its JSON)``; ``part`` names an
+entry of ``liquidity`` or ``ext``."""
+
+
+def preencode(sections: Mapping[str, Any]) -> Preencoded:
+    """Check and encode once sections that will be merged into many reports.
+
+    ``sections`` are laid out as in a report (``liquidity`` and ``ext`` hold parts). A
+    section with a non-finite number is left out, so that the report's own encoding
+    drops it and says so.
+    """
+    out: Preencoded = {}
+    for key, value in sections.items():
+        parts = value.items() if key in _MERGED and isinstance(value, dict) else ((None, value),)
+        for part, item in parts:
+            if not _NON_FINITE.search(_PACK.encode(item)):
+                out[key, part] = (item, msgspec.Raw(_JSON.encode(item)))
+    return out
+
+
+_MERGED = ("liquidity", "ext")
+"""Report keys whose value is a dict of parts from several calculators and cycles."""
+
+
+def _spliced(report: dict[str, Any], preencoded: Preencoded) -> bytes | None:
+    """The report's JSON with the pre-encoded sections spliced in, or ``None`` when the
+    rest of it holds a non-finite number or the whole is too big (the slow path then
+    decides what to drop or trim)."""
+    checked = dict(report)  # what still needs the non-finite check
+    spliced = dict(report)  # what is encoded, with the pre-encoded JSON in place
+    for key in _MERGED:
+        if isinstance(report.get(key), dict):
+            checked[key] = dict(report[key])
+            spliced[key] = dict(report[key])
+    for (key, part), (item, raw) in preencoded.items():
+        if part is None:
+            if report.get(key) is item:
+                del checked[key]
+                spliced[key] = raw
+        else:
+            holder = report.get(key)
+            if isinstance(holder, dict) and holder.get(part) is item:
+                del checked[key][part]
+                spliced[key][part] = raw
+    if _NON_FINITE.search(_PACK.encode(checked)):
+        return None
+    payload = _JSON.encode(spliced)
+    return payload if len(payload) <= MAX_REPORT_BYTES else None
 
 
 @cache
