@@ -60,7 +60,8 @@ def levels_within(book: Book, side: str, mid: float, bps: float, max_levels: int
     is_bid = side == "bid"
     edge = mid * (1 - bps / 1e4) if is_bid else mid * (1 + bps / 1e4)
     count = book.bid_count if is_bid else book.ask_count
-    wanted = min(count, max_levels)
+    # one level past the cap: whether it is inside tells if the cap cut the distance short
+    wanted = min(count, max_levels + 1)
     n = min(wanted, max(_FIRST_FETCH, expect))
     while True:
         if n > count * _WHOLE_SIDE_SHARE:
