@@ -230,3 +230,46 @@ def test_no_nodes_is_an_error():
         assign(["A"], [])
     with pytest.raises(ValueError, match="load_factor"):
         assign(["A"], ["x"], load_factor=0.9)
+
+
+def reference_place(weights, hashes, pool, room) -> list[int]:
+    """Deferred acceptance written plainly: symbols propose best column first (ties: lower
+    column), a column keeps its highest weights (ties: lower symbol hash)."""
+    columns = [c for c in range(len(room)) if room[c] > 0]
+    prefs = {r: sorted(columns, key=lambda c, r=r: (-weights[pool[r], c], c))
+             for r in range(len(pool))}
+    nxt = dict.fromkeys(prefs, 0)
+    held: dict[int, list[int]] = {c: [] for c in columns}
+    free = list(prefs)
+    while free:
+        r = free.pop()
+        if nxt[r] >= len(columns):
+            continue
+        c = prefs[r][nxt[r]]
+        nxt[r] += 1
+        held[c].append(r)
+        if len(held[c]) > room[c]:
+            held[c].sort(key=lambda x, c=c: (-weights[pool[x], c], int(hashes[pool[x]])))
+            free.append(held[c].pop())
+    placed = [-1] * len(pool)
+    for c, rows in held.items():
+        for r in rows:
+            placed[r] = c
+    return placed
+
+
+@given(st.integers(1, 40), st.integers(1, 6), st.data())
+def test_placement_is_the_plain_deferred_acceptance_even_with_tied_weights(rows, cols, data):
+    import numpy as np
+    from marketcore_coord_redis.hrw import _place
+
+    levels = data.draw(st.lists(st.sampled_from([0.25, 0.5, 0.75, 1.0]), min_size=rows * cols,
+                                max_size=rows * cols))
+    weights = np.array(levels).reshape(rows, cols)
+    hashes = np.array(data.draw(st.lists(st.integers(0, 2**64 - 1), min_size=rows,
+                                         max_size=rows, unique=True)), dtype=np.uint64)
+    room = np.array(data.draw(st.lists(st.integers(0, rows), min_size=cols, max_size=cols)))
+    assume(room.any())  # assign only places when some node has room
+    pool = np.arange(rows)
+    assert _place(weights, hashes, pool, room).tolist() == reference_place(weights, hashes,
+                                                                            pool, room)

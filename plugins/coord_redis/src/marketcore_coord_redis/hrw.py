@@ -50,7 +50,7 @@ import functools
 import hashlib
 import itertools
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 import attrs
 import numpy as np
@@ -264,37 +264,66 @@ def _place(weights: np.ndarray, hashes: np.ndarray, pool: np.ndarray,
     Each symbol proposes to its highest-weight column with room; a column over
     its room keeps the symbols it weighs highest (ties: by symbol hash) and the
     others propose to their next candidate. The result does not depend on
-    processing order.
+    processing order (it is the symbol-optimal stable matching).
+
+    After the first round only the rejected symbols propose again, and a column
+    compares them with the symbols it holds: from scratch, 10,000 symbols over 10
+    nodes leave a few hundred rejected after the first round, so the later rounds
+    cost little, and only rejected symbols have their candidates sorted.
     """
     columns = np.flatnonzero(room > 0)
     sub = weights[np.ix_(pool, columns)]
     limit = room[columns]
-    first = np.argmax(sub, axis=1)
-    if (np.bincount(first, minlength=columns.size) <= limit).all():
-        return columns[first]  # the common case: every symbol fits its best candidate
-    preference = np.argsort(-sub, axis=1)  # ties need 53 equal random bits: never in practice
     count, width = sub.shape
-    rank = np.zeros(count, dtype=np.intp)
-    rows = np.arange(count)
-    while True:
-        active = rank < width
-        choice = np.where(active, preference[rows, np.minimum(rank, width - 1)], -1)
-        loads = np.bincount(choice[active], minlength=width)
-        full = np.flatnonzero(loads > limit)
-        if full.size == 0:
-            placed = np.full(count, -1, dtype=np.intp)
-            placed[active] = columns[choice[active]]
-            return placed
-        for column in full:
-            members = np.flatnonzero(choice == column)
-            mine = sub[members, column]
-            keep = limit[column]
-            # the keep-th highest weight is the cutoff; only an exact tie (weights have
-            # 53 random bits) needs the symbol-hash order to decide
-            cutoff = np.partition(mine, mine.size - keep)[mine.size - keep]
-            out = mine < cutoff
-            tied = np.flatnonzero(mine == cutoff)
-            if tied.size > 1:
-                spare = keep - int(np.count_nonzero(mine > cutoff))
-                out[tied[np.argsort(hashes[pool[members[tied]]], kind="stable")[spare:]]] = True
-            rank[members[out]] += 1
+    choice = np.argmax(sub, axis=1)
+    if (np.bincount(choice, minlength=width) <= limit).all():
+        return columns[choice]  # the common case: every symbol fits its best candidate
+    held = [np.zeros(0, dtype=np.intp)] * width  # rows each column holds
+    held_weight = [np.zeros(0)] * width  # and their weights, in the same order
+    rank = np.zeros(count, dtype=np.intp)  # how many candidates a row has been refused by
+    preference: dict[int, np.ndarray] = {}  # a refused row's columns, best first
+    proposing = np.arange(count)
+    while proposing.size:
+        refused = []
+        by_column = choice[proposing]
+        for column in np.unique(by_column):
+            new = proposing[by_column == column]
+            rows = np.concatenate((held[column], new))
+            mine = np.concatenate((held_weight[column], sub[new, column]))
+            cut = rows.size - int(limit[column])
+            if cut <= 0:
+                held[column], held_weight[column] = rows, mine
+                continue
+            kept, out = _keep_best(mine, cut, lambda rows=rows: hashes[pool[rows]])
+            held[column], held_weight[column] = rows[kept], mine[kept]
+            refused.append(rows[out])
+        if not refused:
+            break
+        out = np.concatenate(refused)
+        rank[out] += 1
+        proposing = out[rank[out] < width]
+        for row in proposing.tolist():
+            ranked = preference.get(row)
+            if ranked is None:
+                # ties need 53 equal random bits: never in practice
+                ranked = preference[row] = np.argsort(-sub[row], kind="stable")
+            choice[row] = ranked[rank[row]]
+    placed = np.full(count, -1, dtype=np.intp)
+    for column, rows in enumerate(held):
+        placed[rows] = columns[column]
+    return placed
+
+
+def _keep_best(weights: np.ndarray, cut: int,
+               hashes: Callable[[], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of all but the ``cut`` lowest ``weights``, and of those ``cut``.
+
+    A partition finds them in linear time; only when the boundary falls inside a run of
+    equal weights (53 random bits: practically never) does a full sort by weight, then
+    symbol hash (lowest kept), decide — so the hashes are only gathered then.
+    """
+    order = np.argpartition(weights, cut)  # order[cut] is the lowest weight kept
+    if weights[order[:cut]].max() < weights[order[cut]]:
+        return order[cut:], order[:cut]
+    order = np.lexsort((np.invert(hashes()), weights))  # ascending weight, then descending hash
+    return order[cut:], order[:cut]
