@@ -250,7 +250,8 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         try:
             _wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", sim, 60)
             profile = point_dir / "profile.toml"
-            profile.write_text(profile_text(symbols, sim_port, server.url, args.calculators), encoding="utf-8")
+            profile.write_text(profile_text(symbols, sim_port, server.url, args.calculators),
+                               encoding="utf-8")
             node = subprocess.Popen(
                 [sys.executable, str(WORKER), str(profile), "--symbols", str(count),
                  "--out", str(point_dir), "--settle", str(args.settle),

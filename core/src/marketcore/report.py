@@ -36,10 +36,10 @@ from marketcore.state import SymbolState
 __all__ = [
     "FRESH_MS",
     "MAX_REPORT_BYTES",
-    "Preencoded",
     "SCHEMA_VERSION",
     "STALE_MS",
     "STANDARD_SECTIONS",
+    "Preencoded",
     "base_report",
     "encode_report",
     "ingestion_status",
