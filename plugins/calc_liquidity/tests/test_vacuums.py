@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from marketcore.testing import make_state, run_cycle, validate_report
 from marketcore_calc_liquidity import VacuumsCalculator, VacuumsOptions
-from marketcore_calc_liquidity.vacuums import thin_runs
+from marketcore_calc_liquidity.levels import decimals_of, levels_within
+from marketcore_calc_liquidity.vacuums import SparseCells, run_quantities, thin_runs
 
 # Tick 0.1, mid 100.05, history of 40 samples of 1.0: P10 = 1.0, thin means qty < 1.0.
 # With max_distance_bps = 100 the bids are scanned from 100.0 down to 99.1 (99.0495 is the
@@ -165,3 +168,104 @@ def test_runs_really_are_below_p10(bid_ticks, ask_ticks, samples, spread_ticks):
         touch = max(bids) if run["side"] == "bid" else min(asks)
         if inner != round(touch + (tick if run["side"] == "bid" else -tick), 2):
             assert book.get(inner, 0.0) >= p10
+
+
+# ---------------------------------------------------------------- sparse scan == dense scan
+
+def dense_vacuums(state, options):
+    """The straightforward scan, as the calculator first did it: every cell of the grid
+    laid out (``bincount``), runs by :func:`thin_runs`, quantities by
+    :func:`run_quantities`, every run sorted. The sparse scan must give the same floats."""
+    below = state.level_history.percentile(options.percentile)
+    mid = state.book.mid()
+    tick = state.tick_size
+    columns = []
+    for side in ("bid", "ask"):
+        cell = tick * options.bucket_ticks
+        levels = levels_within(state.book, side, mid,
+                               options.max_distance_bps + 2 * cell / mid * 1e4,
+                               options.max_levels)
+        prices, qtys = levels.prices, levels.qtys
+        if not len(prices):
+            columns.append(tuple(np.empty(0, dtype=t) for t in (int, float, float, float, int,
+                                                                 float, bool)))
+            continue
+        edge = mid * (1 - options.max_distance_bps / 1e4) if side == "bid" else \
+            mid * (1 + options.max_distance_bps / 1e4)
+        touch = float(prices[0])
+        index = np.floor(np.abs(touch - prices) / cell + 1e-6).astype(np.int64)
+        span = math.floor(abs(touch - edge) / cell + 1e-6) + 1
+        if not levels.complete:
+            span = min(span, int(index[-1]) + (1 if options.bucket_ticks == 1 else 0))
+        if side == "bid":
+            span = min(span, max(1, math.ceil(touch / cell - 1e-6)))
+        span = min(span, options.max_cells)
+        inside = index < span
+        cells = np.bincount(index[inside], weights=qtys[inside], minlength=span)
+        starts, ends = thin_runs(cells, below, options.min_levels)
+        outward = -1.0 if side == "bid" else 1.0
+        near = touch + outward * starts * cell
+        columns.append((np.searchsorted([options.medium_levels, options.high_levels],
+                                        ends - starts, side="right"),
+                        np.abs(near - mid) / mid * 1e4, near,
+                        touch + outward * (ends * cell - tick), ends - starts,
+                        run_quantities(cells, starts, ends), ends == span))
+    rank, distance, near, far, length, qty, at_edge = (np.concatenate(c)
+                                                       for c in zip(*columns, strict=True))
+    order = np.lexsort((np.round(distance, 6), -rank))[: options.max_vacuums]
+    sides = len(columns[0][0])
+    digits = decimals_of(tick)
+    out = []
+    for i in order.tolist():
+        a, b = round(float(near[i]), digits), round(float(far[i]), digits)
+        out.append({"side": "bid" if i < sides else "ask", "from": min(a, b), "to": max(a, b),
+                    "levels": int(length[i]), "severity": ("low", "medium", "high")[rank[i]],
+                    "distance_bps": float(distance[i]), "qty": float(qty[i]),
+                    "at_scan_edge": bool(at_edge[i])})
+    return out
+
+
+@given(
+    # far from the touch on a fine tick: long runs with several thin levels, whose sums
+    # numpy groups pairwise; quantities of every magnitude, so that grouping shows
+    bid_ticks=st.dictionaries(st.integers(min_value=0, max_value=3000),
+                              st.floats(min_value=1e-8, max_value=1e3), min_size=1,
+                              max_size=300),
+    ask_ticks=st.dictionaries(st.integers(min_value=0, max_value=3000),
+                              st.floats(min_value=1e-8, max_value=1e3), min_size=1,
+                              max_size=300),
+    samples=st.lists(st.floats(min_value=1e-6, max_value=1e3), min_size=20, max_size=60),
+    bucket_ticks=st.sampled_from([1, 1, 2, 7]),
+    max_vacuums=st.sampled_from([0, 1, 3, 20, 1000]),
+    percentile=st.sampled_from([10.0, 50.0, 90.0]),
+)
+def test_the_sparse_scan_equals_the_dense_grid(bid_ticks, ask_ticks, samples, bucket_ticks,
+                                                max_vacuums, percentile):
+    tick = 0.01
+    bids = [(round(100.0 - t * tick, 2), q) for t, q in bid_ticks.items()]
+    asks = [(round(100.01 + t * tick, 2), q) for t, q in ask_ticks.items()]
+    state = state_with_history(bids=bids, asks=asks, samples=samples, tick_size=tick)
+    options = VacuumsOptions(max_distance_bps=300, bucket_ticks=bucket_ticks,
+                             max_vacuums=max_vacuums, percentile=percentile, max_levels=250)
+    vacuums, _ = vacuums_of(state, options)
+    assert vacuums == dense_vacuums(state, options)  # exact: same floats, same order
+
+
+@given(
+    cells=st.lists(st.tuples(st.integers(min_value=0, max_value=400),
+                             st.floats(min_value=1e-9, max_value=1e6)), max_size=200),
+    below=st.floats(min_value=1e-9, max_value=1e6),
+    min_run=st.integers(min_value=3, max_value=12),
+    span=st.integers(min_value=0, max_value=420),
+)
+def test_sparse_cells_find_the_dense_runs_and_sums(cells, below, min_run, span):
+    cells.sort(key=lambda c: c[0])  # levels come best first: cell numbers ascending
+    index = np.array([c for c, _ in cells], dtype=np.int64)
+    qtys = np.array([q for _, q in cells], dtype=np.float64)
+    inside = index < span
+    dense = np.bincount(index[inside], weights=qtys[inside], minlength=span)
+    starts, ends = thin_runs(dense, below, min_run)
+    sparse = SparseCells.of(index, qtys, span)
+    got_starts, got_ends = sparse.runs(below, min_run, span)
+    assert got_starts.tolist() == starts.tolist() and got_ends.tolist() == ends.tolist()
+    assert sparse.held(got_starts, got_ends) == run_quantities(dense, starts, ends).tolist()
