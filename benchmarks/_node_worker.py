@@ -25,6 +25,7 @@ adds only a list comprehension per cycle to the measured work.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -100,6 +101,17 @@ class Probe:
     window: dict[str, Any] = attrs.field(factory=dict)
     cycles: list[Cycle] = attrs.field(factory=list)
     last_ok: int = 0
+    gc_pauses: list[tuple[int, float]] = attrs.field(factory=list)
+    """(generation, ms) of every garbage collection in the window."""
+    _gc_started: float = 0.0
+
+    def on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        """``gc.callbacks`` entry: times each collection while the window is open."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self.phase == "measuring":
+            self.gc_pauses.append((info["generation"],
+                                   (time.perf_counter() - self._gc_started) * 1000))
 
     def on_batch(self, batch: Sequence[Publication]) -> None:
         now = time.monotonic()
@@ -202,6 +214,11 @@ class Probe:
             "report_bytes_mean": payload / reports if reports else None,
             "reports_in_window": reports,
             "ok_share": sum(c.ok for c in self.cycles) / reports if reports else None,
+            "gc_collections": [sum(1 for g, _ in self.gc_pauses if g == k) for k in range(3)],
+            "gc_max_ms": max((ms for _, ms in self.gc_pauses), default=0.0),
+            "gc_max_ms_by_generation": [max((ms for g, ms in self.gc_pauses if g == k),
+                                            default=0.0) for k in range(3)],
+            "gc_ms_per_s": sum(ms for _, ms in self.gc_pauses) / wall,
         }
 
     def _durations_by_run(self, runs_end: int) -> dict[int, float]:
@@ -262,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     PROBE_STATE = Probe(args.symbols, args.settle, args.measure, args.out)
+    gc.callbacks.append(PROBE_STATE.on_gc)
     pm = make_plugin_manager((PROBE, ProbePlugin()), entry_points=True)
     info = run_node(args.profile.read_text(encoding="utf-8"), duration_s=args.timeout,
                     plugin_manager=pm)

@@ -390,7 +390,7 @@ def capacity_table(points: list[dict[str, Any]]) -> str:
 def per_symbol_table(points: list[dict[str, Any]]) -> str:
     header = ["symbols", "CPU ms/s per symbol", "RSS MiB per symbol", "report bytes",
               "Redis commands/s", "Redis in KB/s", "Redis CPU cores", "simulator CPU cores",
-              "sync s"]
+              "sync s", "GC runs gen0/1/2", "GC max ms"]
     rows = []
     for p in points:
         if not p.get("measured"):
@@ -401,7 +401,9 @@ def per_symbol_table(points: list[dict[str, Any]]) -> str:
             _fmt(p["report_bytes_mean"], ",.0f"), _fmt(p.get("redis_commands_per_s"), ",.0f"),
             _fmt(p.get("redis_in_bytes_per_s") and p["redis_in_bytes_per_s"] / 1e3, ",.0f"),
             _fmt(p.get("redis_cpu_cores_outside"), ".2f"),
-            _fmt(p.get("sim_cpu_cores_outside"), ".2f"), _fmt(p["sync_s"], ".0f")])
+            _fmt(p.get("sim_cpu_cores_outside"), ".2f"), _fmt(p["sync_s"], ".0f"),
+            "/".join(map(str, p.get("gc_collections", []))) or "—",
+            _fmt(p.get("gc_max_ms"), ".1f")])
     return markdown_table(header, rows)
 
 
