@@ -98,10 +98,12 @@ def summary_rows() -> list[list[str]]:
                              f"{ratio:.2f}×", ratio >= 0.6, "publish.md"))
     hrw = _load("hrw")
     if hrw and "assign_sticky" in hrw:
-        ms = hrw["assign_sticky"]["median_ms"]
-        rows.append(_row("HRW 10,000 symbols × 10 nodes", "≤ 10 ms",
-                         f"{ms:.1f} ms (owners given), {hrw['assign']['median_ms']:.1f} ms "
-                         f"from scratch", ms <= 10, "hrw.md"))
+        cases = [("settled", "assign_sticky"), ("after a join", "assign_join_sticky"),
+                 ("after a leave", "assign_leave_sticky"), ("from scratch", "assign")]
+        found = [(label, hrw[key]["median_ms"]) for label, key in cases if key in hrw]
+        rows.append(_row("HRW 10,000 symbols × 10 nodes (median)", "≤ 10 ms",
+                         ", ".join(f"{ms:.1f} ms {label}" for label, ms in found),
+                         all(ms <= 10 for _, ms in found), "hrw.md"))
     failover = _load("failover")
     if failover and "kill" in failover:
         ttl = failover["setup"]["lease_ttl_ms"]
