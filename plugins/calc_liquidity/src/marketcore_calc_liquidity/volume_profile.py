@@ -62,15 +62,20 @@ def value_area(bins: Sequence[int], volumes: Sequence[float], poc: int,
     held = volumes[poc]
     last = len(volumes) - 1
     centre = bins[poc]
+    # The two neighbours are carried over and only the side that moved is read again:
+    # this loop runs once per bin of the value area (hundreds), so one index less a step
+    # is about a third of its time. Same comparisons on the same values as reading both.
+    below = volumes[lo - 1] if lo > 0 else -1.0
+    above = volumes[hi + 1] if hi < last else -1.0
     while held < target and (lo > 0 or hi < last):
-        below = volumes[lo - 1] if lo > 0 else -1.0
-        above = volumes[hi + 1] if hi < last else -1.0
         if above > below or (above == below and bins[hi + 1] - centre < centre - bins[lo - 1]):
             hi += 1
             held += above
+            above = volumes[hi + 1] if hi < last else -1.0
         else:
             lo -= 1
             held += below
+            below = volumes[lo - 1] if lo > 0 else -1.0
     return lo, hi, held
 
 
