@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from marketcore.state import SymbolState
 
 from marketcore_calc_anomalies.options import AnomaliesOptions
@@ -281,7 +282,7 @@ def _flash_figures(observer: Observer, state: SymbolState,
     figures: dict[str, Any] = {
         "spread_bps": float(spreads[-1]),
         "depth_notional": float(depths[-1]),
-        "baseline_samples": int(base.sum()),
+        "baseline_samples": int(np.count_nonzero(base)),  # a bool sum costs 3× as much
         "spread": False, "thin_book": False, "selling_acceleration": False,
         "evaluated": set(),
     }
@@ -315,7 +316,7 @@ def _flow(observer: Observer, state: SymbolState, now_ms: int) -> dict[str, Any]
     ts, qty, sign = trades.ts_ms, trades.qty, trades.sign
     current = ts >= now_ms - window_ms
     previous = ~current & (ts >= now_ms - 2 * window_ms)
-    count = int(current.sum() + previous.sum())
+    count = int(np.count_nonzero(current) + np.count_nonzero(previous))
     volume_per_window = float(qty.sum()) * window_ms / span_ms
     if count < options.min_flow_trades or not volume_per_window > 0:
         return {}

@@ -18,8 +18,10 @@ looks at the book and the new trades at every observation (every fast cycle when
   observation, for the flash-crash signals.
 
 Scanning the band for new large orders reads up to ``max_scan_levels`` levels a side
-(``Book.top``), the one costly step, so it runs every ``scan_every_ms``; everything
-else is a few dictionary look-ups per observation. Every structure is capped (see
+(``Book.top``, or the whole side's cached arrays when the slow cycle already built
+them: :mod:`marketcore_calc_anomalies.band`), the one costly step, so it runs every
+``scan_every_ms``; everything else is a few dictionary look-ups per observation, and
+followed levels that neither moved nor traded are skipped. Every structure is capped (see
 :class:`Observer`), so a flood of events cannot grow memory.
 
 Book resets (a new snapshot) and feeds that are not ``connected`` make every level
@@ -29,7 +31,6 @@ placements being followed are voided (neither pulled nor kept), never guessed.
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from typing import Any
 
@@ -39,6 +40,7 @@ from marketcore.book import Book
 from marketcore.events import VenueState
 from marketcore.state import SymbolState
 
+from marketcore_calc_anomalies.band import MIN_READ, Band, read_band
 from marketcore_calc_anomalies.options import AnomaliesOptions
 from marketcore_calc_anomalies.stats import quantile
 
@@ -48,7 +50,6 @@ SCRATCH = "anomalies"
 """The ``state.scratch`` owner shared by both calculators: the observer lives there."""
 
 SIDES = ("bid", "ask")
-_MIN_SCAN = 64  # levels a side the first scan reads before it learns the band's size
 _EARLIEST = -(1 << 62)  # a time before every trade
 _RESOLVED = 1e-9  # a placement with less than this share left is resolved (float residue)
 _VECTOR_TRADES = 64  # from this many new trades on, they are grouped with numpy
@@ -148,8 +149,9 @@ class SampleRing:
         if self.filled < len(self._time):
             cut = slice(0, self.filled)
             return self._time[cut].copy(), self._spread[cut].copy(), self._depth[cut].copy()
-        order = np.r_[self._next : len(self._time), 0 : self._next]
-        return self._time[order], self._spread[order], self._depth[order]
+        i = self._next  # two slices joined: np.r_ and a gather cost ~10 µs more
+        return tuple(np.concatenate((column[i:], column[:i]))  # type: ignore[return-value]
+                     for column in (self._time, self._spread, self._depth))
 
 
 class Observer:
@@ -176,8 +178,8 @@ class Observer:
         self._trades_seen: int | None = None
         self._snapshots_seen: int | None = None
         self._next_scan_ms = _EARLIEST
-        self.scan_levels = dict.fromkeys(SIDES, _MIN_SCAN)
-        self.previous_band: dict[str, list[tuple[float, float]] | None] = dict.fromkeys(SIDES)
+        self.scan_levels = dict.fromkeys(SIDES, MIN_READ)
+        self.previous_band: dict[str, Band | None] = dict.fromkeys(SIDES)
         """The band each side showed at the last scan, best first (sizes before a rise)."""
         self.tracked: dict[tuple[str, float], Placement] = {}
         self.placements: deque[Placement] = deque(maxlen=options.max_placements)
@@ -189,8 +191,13 @@ class Observer:
 
     # ------------------------------------------------------------------ observe
 
-    def observe(self, state: SymbolState, now_ms: int) -> None:
-        """Take in what changed since the last observation. Idempotent per instant."""
+    def observe(self, state: SymbolState, now_ms: int, *, whole_side: bool = False) -> None:
+        """Take in what changed since the last observation. Idempotent per instant.
+
+        ``whole_side``: a scan reads its band from :meth:`Book.side_arrays` rather than
+        :meth:`Book.top` (same levels; see :mod:`marketcore_calc_anomalies.band` for
+        when that is cheaper). Nothing observed depends on it.
+        """
         if self.last_ms is not None and now_ms <= self.last_ms:
             return
         if self.started_ms is None:
@@ -213,7 +220,7 @@ class Observer:
         self._follow_placements(book, fills, mid, now_ms)
         self._follow_runs(book, fills, now_ms)
         if now_ms >= self._next_scan_ms:
-            self._scan(state, mid, now_ms)
+            self._scan(state, mid, now_ms, whole_side=whole_side)
             self._next_scan_ms = now_ms + self.options.scan_every_ms
         self._sample(book, mid, now_ms)
         self._expire(now_ms)
@@ -270,10 +277,16 @@ class Observer:
         """Split each followed level's fall into traded and cancelled; spot re-placements."""
         threshold = self.threshold
         pulled_fraction = self.options.pulled_fraction
+        # A level that neither moved nor traded changes nothing below (no fall, no rise;
+        # "resolved" was already false with these very figures), unless a zero threshold
+        # makes a zero rise a re-placement: most followed levels are skipped so.
+        still_skips = threshold is None or threshold > 0.0
         for key, placement in list(self.tracked.items()):
             side, price = key
             qty = book.qty_at(side, price)
             hit = fills.get(key)
+            if hit is None and qty == placement.level_qty and still_skips:
+                continue
             traded = hit[1] if hit is not None else 0.0
             remaining = placement.remaining
             took = min(traded, remaining)
@@ -314,7 +327,7 @@ class Observer:
 
     # ------------------------------------------------------------------ scan
 
-    def _scan(self, state: SymbolState, mid: float, now_ms: int) -> None:
+    def _scan(self, state: SymbolState, mid: float, now_ms: int, *, whole_side: bool) -> None:
         """Look for levels that rose by the wall threshold since the previous scan."""
         self.scans += 1
         options = self.options
@@ -326,53 +339,37 @@ class Observer:
                 self.level_p95 = p95
                 threshold = p95 * options.wall_multiplier
         self.threshold = threshold
-        book = state.book
-        near = options.min_distance_bps
-        tracked = self.tracked
+        reach = options.max_distance_bps / 1e4
         for side in SIDES:
-            levels = self._band(book, side, mid)
+            band, self.scan_levels[side] = read_band(
+                state.book, side, mid, reach, options.max_scan_levels, self.scan_levels[side],
+                whole_side=whole_side)
             previous = self.previous_band[side]
             if threshold is not None and previous:
-                is_bid = side == "bid"
-                rank = _neg_price if is_bid else _price
-                edge = previous[-1][0]
-                for price, qty in [level for level in levels if level[1] >= threshold]:
-                    if (side, price) in tracked:
-                        continue
-                    if price < edge if is_bid else price > edge:
-                        continue  # beyond what the previous scan saw: its size then is unknown
-                    i = bisect.bisect_left(previous, rank((price, qty)), key=rank)
-                    found = i < len(previous) and previous[i][0] == price
-                    before = previous[i][1] if found else 0.0
-                    distance = abs(price - mid) / mid * 1e4
-                    if qty - before >= threshold and distance >= near:
-                        self._place(side, price, qty - before, qty, distance, threshold, now_ms)
-            self.previous_band[side] = levels
+                self._spot_rises(side, band, previous, threshold, mid, now_ms)
+            self.previous_band[side] = band
 
-    def _band(self, book: Book, side: str, mid: float) -> list[tuple[float, float]]:
-        """The levels of ``side`` within ``max_distance_bps`` of mid, best first.
+    def _spot_rises(self, side: str, band: Band, previous: Band, threshold: float, mid: float,
+                    now_ms: int) -> None:
+        """Place the levels of ``band`` that rose by ``threshold`` since ``previous``.
 
-        Reads as few levels as the band needs: it remembers how many the last scan
-        needed and doubles (up to ``max_scan_levels``) when the band reaches further.
+        Only levels at or above the threshold now can have risen by it (a dozen of the
+        500 on BTCUSDT), so only those are looked up in the previous band.
         """
-        cap = self.options.max_scan_levels
-        reach = self.options.max_distance_bps / 1e4
-        is_bid = side == "bid"
-        n = self.scan_levels[side]
-        while True:
-            levels = book.top(side, n)
-            if len(levels) < n or n >= cap:
-                break
-            last = levels[-1][0]
-            if (last < mid * (1 - reach)) if is_bid else (last > mid * (1 + reach)):
-                break
-            n = min(2 * n, cap)
-        if is_bid:
-            inside = bisect.bisect_right(levels, -mid * (1 - reach), key=_neg_price)
+        edge = previous.edge
+        if side == "bid":  # beyond what the previous scan saw: its size then is unknown
+            levels = [level for level in band.at_least(threshold) if level[0] >= edge]
         else:
-            inside = bisect.bisect_right(levels, mid * (1 + reach), key=_price)
-        self.scan_levels[side] = min(cap, max(_MIN_SCAN, 2 * inside))
-        return levels[:inside]
+            levels = [level for level in band.at_least(threshold) if level[0] <= edge]
+        before = previous.sizes_at([price for price, _ in levels])
+        near = self.options.min_distance_bps
+        tracked = self.tracked
+        for (price, qty), was in zip(levels, before, strict=True):
+            if (side, price) in tracked:  # checked here: a placement may evict another
+                continue
+            distance = abs(price - mid) / mid * 1e4
+            if qty - was >= threshold and distance >= near:
+                self._place(side, price, qty - was, qty, distance, threshold, now_ms)
 
     # ------------------------------------------------------------------ fill runs
 
@@ -384,6 +381,8 @@ class Observer:
         for key, run in list(runs.items()):
             qty = book.qty_at(*key)
             hit = fills.get(key)
+            if hit is None and qty == run.visible_qty:
+                continue  # > 0 and within the tolerance of its reference, as last time
             if qty <= 0.0:
                 del runs[key]
                 continue
@@ -455,14 +454,6 @@ class Observer:
             "previous_band": max((len(b) for b in self.previous_band.values() if b), default=0),
             "samples": len(self.samples),
         }
-
-
-def _price(level: tuple[float, float]) -> float:
-    return level[0]
-
-
-def _neg_price(level: tuple[float, float]) -> float:
-    return -level[0]
 
 
 def _group_many(ts: np.ndarray, price: np.ndarray, qty: np.ndarray,
