@@ -244,8 +244,11 @@ def test_side_arrays_are_best_first_and_read_only() -> None:
 
 def test_side_arrays_follow_every_change() -> None:
     book = literal_book()
+    assert not book.has_side_arrays("bid")
     assert book.side_arrays("bid") is book.side_arrays("bid")  # cached while unchanged
+    assert book.has_side_arrays("bid") and not book.has_side_arrays("ask")
     book.apply([(99.5, 0.0), (99.8, 4.0)], [])
+    assert not book.has_side_arrays("bid")
     prices, qtys = book.side_arrays("bid")
     assert prices.tolist() == [100.0, 99.8, 99.0] and qtys.tolist() == [1.0, 4.0, 3.0]
     book.apply([], [(100.5, 7.0)])

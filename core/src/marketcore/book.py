@@ -312,6 +312,11 @@ class Book:
         book_side.arrays = (prices, qtys)
         return book_side.arrays
 
+    def has_side_arrays(self, side: str) -> bool:
+        """Whether :meth:`side_arrays` of ``side`` is built and cached, i.e. free to ask
+        for until the side changes (a reader choosing between it and :meth:`top`)."""
+        return self._side(side).arrays is not None
+
     def qty_at(self, side: str, price: float) -> float:
         """The quantity at ``price`` on ``side``; ``0.0`` when there is no such level."""
         book_side = self._side(side)

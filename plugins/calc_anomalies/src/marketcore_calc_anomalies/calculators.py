@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from marketcore.book import Book
 from marketcore.components import Cycle, CycleContext, Needs, Omitted
 from marketcore.events import VenueState
 from marketcore.state import SymbolState
@@ -53,7 +54,7 @@ class AnomaliesCalculator:
 
     def compute(self, state: SymbolState, ctx: CycleContext) -> Mapping[str, Any]:
         observer = self.observer(state)
-        observer.observe(state, ctx.now_ms, whole_side=_whole_sides_read(ctx))
+        observer.observe(state, ctx.now_ms, whole_side=_whole_sides_read(state.book))
         waiting = _warming_up(state, observer)
         if waiting:
             return {"anomalies": Omitted(f"anomalies: {waiting}")}
@@ -63,21 +64,15 @@ class AnomaliesCalculator:
         return {"anomalies": found}
 
 
-_WHOLE_SIDE_READERS = ("walls", "vacuums")
-"""Parts of the ``liquidity`` section whose calculators (``calc_liquidity``) read each
-whole side of a dense book as :meth:`Book.side_arrays`, cached until the side changes."""
-
-
-def _whole_sides_read(ctx: CycleContext) -> bool:
-    """Whether this slow cycle has likely read the whole book sides already.
+def _whole_sides_read(book: Book) -> bool:
+    """Whether both sides of the book are already built as arrays since it last changed
+    (in a slow cycle, by ``walls`` or ``vacuums`` of ``calc_liquidity``).
 
     Then a scan reads its band from those cached arrays for free; else
     :meth:`Book.top` of the band costs half of building them (BTCUSDT, 500 of ~1,200
     levels a side). Only the cost depends on it, never what is observed.
     """
-    liquidity = ctx.report.get("liquidity")
-    return isinstance(liquidity, Mapping) and any(
-        part in liquidity for part in _WHOLE_SIDE_READERS)
+    return book.has_side_arrays("bid") and book.has_side_arrays("ask")
 
 
 def _warming_up(state: SymbolState, observer: Observer) -> str:
@@ -116,5 +111,5 @@ class AnomalyTracker:
     def compute(self, state: SymbolState, ctx: CycleContext) -> Mapping[str, Any]:
         observer = state.scratch(SCRATCH).get("observer")
         if observer is not None:
-            observer.observe(state, ctx.now_ms)
+            observer.observe(state, ctx.now_ms, whole_side=_whole_sides_read(state.book))
         return {}
