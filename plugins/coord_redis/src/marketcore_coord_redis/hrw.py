@@ -280,6 +280,7 @@ def _place(weights: np.ndarray, hashes: np.ndarray, pool: np.ndarray,
         return columns[choice]  # the common case: every symbol fits its best candidate
     held = [np.zeros(0, dtype=np.intp)] * width  # rows each column holds
     held_weight = [np.zeros(0)] * width  # and their weights, in the same order
+    floor = np.full(width, -np.inf)  # a full column's lowest weight held (-inf: not full)
     rank = np.zeros(count, dtype=np.intp)  # how many candidates a row has been refused by
     preference: dict[int, np.ndarray] = {}  # a refused row's columns, best first
     proposing = np.arange(count)
@@ -288,15 +289,27 @@ def _place(weights: np.ndarray, hashes: np.ndarray, pool: np.ndarray,
         by_column = choice[proposing]
         for column in np.unique(by_column):
             new = proposing[by_column == column]
+            weight = sub[new, column]
+            # a full column refuses outright whoever weighs less than all it holds: most
+            # of a later round, as a refused symbol's next choice weighs it less
+            below = weight < floor[column]
+            if below.any():
+                refused.append(new[below])
+                new, weight = new[~below], weight[~below]
+                if not new.size:
+                    continue
             rows = np.concatenate((held[column], new))
-            mine = np.concatenate((held_weight[column], sub[new, column]))
+            mine = np.concatenate((held_weight[column], weight))
             cut = rows.size - int(limit[column])
-            if cut <= 0:
+            if cut < 0:
                 held[column], held_weight[column] = rows, mine
                 continue
-            kept, out = _keep_best(mine, cut, lambda rows=rows: hashes[pool[rows]])
-            held[column], held_weight[column] = rows[kept], mine[kept]
-            refused.append(rows[out])
+            if cut > 0:
+                kept, out = _keep_best(mine, cut, lambda rows=rows: hashes[pool[rows]])
+                refused.append(rows[out])
+                rows, mine = rows[kept], mine[kept]
+            held[column], held_weight[column] = rows, mine
+            floor[column] = mine.min()  # full now: it holds exactly its limit
         if not refused:
             break
         out = np.concatenate(refused)
