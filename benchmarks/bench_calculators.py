@@ -59,6 +59,7 @@ from marketcore import (  # noqa: E402 -- the paths above make the workspace imp
 from marketcore.pipeline import merge_needs  # noqa: E402
 from marketcore.report import place_section  # noqa: E402
 from marketcore.synthetic import SyntheticConfig, SyntheticMarket  # noqa: E402
+from marketcore.testing import make_plugin_manager  # noqa: E402
 
 REAL_RECORDING = SHARED_DATA / "binance" / "hftbacktest_spot_btcusdt_20240808.gz"
 REAL_TICK = 0.01  # Binance spot BTCUSDT price filter in August 2024
@@ -80,7 +81,14 @@ class Case:
     options: str
 
     def build(self) -> Any | None:
-        """The calculator with its default options, or ``None`` if its plugin is absent."""
+        """The calculator with its default options, or ``None`` if its plugin is absent.
+
+        ``module`` ``"builtin"``: one of the core's own calculators, built through the
+        plugin registry as a node builds it (their modules are private)."""
+        if self.module == "builtin":
+            registration = make_plugin_manager(entry_points=False).registries.calculators[
+                self.calculator]
+            return registration.factory(registration.options())
         try:
             module = importlib.import_module(self.module)
         except ImportError:
@@ -101,8 +109,7 @@ CASES: list[Case] = [
          "TrackerOptions"),
     Case("anomalies", Cycle.SLOW, "marketcore_calc_anomalies", "AnomaliesCalculator",
          "AnomaliesOptions"),
-    Case("health", Cycle.FAST, "marketcore._builtins.health", "HealthCalculator",
-         "HealthOptions"),
+    Case("health", Cycle.FAST, "builtin", "health", ""),
 ]
 """Calculators in run order within their cycle. Extend this list to measure more."""
 

@@ -269,19 +269,3 @@ def test_health_while_resyncing_is_capped():
     assert report["health"]["components"]["freshness"] == 0.5
     assert report["ingestion"]["status"] == "degraded"
     assert "resyncing" in report["health"]["flags"]
-
-
-@given(st.integers(min_value=1, max_value=12),
-       st.lists(st.floats(min_value=0.0, max_value=1e4, allow_nan=False), max_size=80))
-def test_rolling_median_is_statistics_median_of_the_window(window: int,
-                                                            values: list[float]) -> None:
-    import statistics
-
-    from marketcore._builtins.health import RollingMedian
-
-    rolling = RollingMedian(window)
-    for k, value in enumerate(values):
-        rolling.append(value)
-        last = values[max(0, k + 1 - window):k + 1]
-        assert len(rolling) == len(last)
-        assert rolling.median() == statistics.median(last)

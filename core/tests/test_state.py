@@ -19,6 +19,7 @@ from marketcore import (
     VenueState,
     VenueStatus,
 )
+from marketcore.state import RollingMedian
 
 
 def test_trade_window_returns_exactly_the_trades_in_time():
@@ -134,3 +135,17 @@ def test_level_history_percentile_equals_numpy(values, q):
     history = LevelHistory(capacity=1000)
     history.record(values)
     assert history.percentile(q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12, abs=1e-9)
+
+
+@given(st.integers(min_value=1, max_value=12),
+       st.lists(st.floats(min_value=0.0, max_value=1e4, allow_nan=False), max_size=80))
+def test_rolling_median_is_statistics_median_of_the_window(window: int,
+                                                            values: list[float]) -> None:
+    import statistics
+
+    rolling = RollingMedian(window)
+    for k, value in enumerate(values):
+        rolling.append(value)
+        last = values[max(0, k + 1 - window):k + 1]
+        assert len(rolling) == len(last)
+        assert rolling.median() == statistics.median(last)

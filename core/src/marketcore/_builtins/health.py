@@ -20,8 +20,6 @@ pulled the score down.
 
 from __future__ import annotations
 
-import bisect
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +29,7 @@ from marketcore import hookimpl
 from marketcore.components import Cycle, CycleContext, Needs, RegisterCalculator
 from marketcore.events import VenueState
 from marketcore.report import FRESH_MS, STALE_MS
-from marketcore.state import SymbolState
+from marketcore.state import RollingMedian, SymbolState
 
 SEVERITY_WEIGHT = {"low": 0.2, "medium": 0.5, "high": 1.0}
 
@@ -143,40 +141,6 @@ class HealthCalculator:
         if worst:
             flags.append("anomalies")
         return 1.0 - worst
-
-
-class RollingMedian:
-    """The median of the last ``window`` values, kept in order as they come and go.
-
-    ``statistics.median`` of the window sorts it at every fast cycle (about 40 µs for
-    240 values); this keeps a sorted copy beside the arrival order instead, so a step is
-    two bisections and a list shift. The median is computed exactly as
-    ``statistics.median`` does it (the mean of the two middle values for an even count).
-    """
-
-    __slots__ = ("_arrived", "_sorted")
-
-    def __init__(self, window: int) -> None:
-        self._arrived: deque[float] = deque(maxlen=window)
-        self._sorted: list[float] = []
-
-    def __len__(self) -> int:
-        return len(self._arrived)
-
-    def append(self, value: float) -> None:
-        arrived = self._arrived
-        if len(arrived) == arrived.maxlen:
-            del self._sorted[bisect.bisect_left(self._sorted, arrived[0])]
-        arrived.append(value)
-        bisect.insort(self._sorted, value)
-
-    def median(self) -> float:
-        ordered = self._sorted
-        n = len(ordered)
-        if n == 0:
-            raise ValueError("no values")
-        half = n // 2
-        return ordered[half] if n % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 @hookimpl
