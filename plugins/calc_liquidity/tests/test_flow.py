@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from marketcore import Needs
 from marketcore.testing import make_state, run_cycle, validate_report
@@ -124,3 +124,78 @@ def test_properties_on_random_trades(trades, windows):
             assert window["vwap"] is None
         for value in window.values():
             assert value is None or math.isfinite(value)
+
+
+# ------------------------------------------- the fused sums against the former code
+
+
+class _FormerFlow(FlowCalculator):
+    """``compute`` as it was before the three sums of a window became one call: the
+    reference the fused version must match bit for bit."""
+
+    def compute(self, state, ctx):
+        import numpy as np
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._compute(state, ctx)
+
+    def _compute(self, state, ctx):
+        import numpy as np
+        from marketcore import Omitted
+
+        now = ctx.now_ms
+        trades = state.trades.window(now - 2 * self.windows_ms[-1])
+        watched_since = self._watched_since(state, now)
+        ts, qty = trades.ts_ms, trades.qty
+        buy = np.where(trades.sign > 0, qty, 0.0)
+        sell = qty - buy
+        signed = buy - sell
+        notional = trades.price * qty
+        total = np.add.reduce
+        bounds = ts.searchsorted(self._bounds(now), side="left").tolist()
+        windows = []
+        for index, (seconds, w) in enumerate(zip(self.windows_s, self.windows_ms, strict=True)):
+            start, middle = bounds[2 * index], bounds[2 * index + 1]
+            buy_volume = float(total(buy[middle:]))
+            sell_volume = float(total(sell[middle:]))
+            volume = buy_volume + sell_volume
+            spent = float(total(notional[middle:]))
+            net = buy_volume - sell_volume
+            acceleration = None
+            if watched_since <= now - 2 * w:
+                acceleration = net - float(total(signed[start:middle]))
+            if not math.isfinite(volume + spent + (acceleration or 0.0)):
+                return {"flow": Omitted(f"non-finite trade price or quantity in the last "
+                                        f"{2 * seconds:g} s")}
+            windows.append({
+                "window_s": seconds, "trades": len(ts) - middle,
+                "trades_per_sec": (len(ts) - middle) / seconds, "buy_volume": buy_volume,
+                "sell_volume": sell_volume, "net_flow": net,
+                "vwap": spent / volume if volume > 0 else None, "acceleration": acceleration,
+            })
+        return {"flow": {"windows": windows}}
+
+
+_QTY = st.one_of(st.floats(min_value=1e-8, max_value=1e4),
+                 st.sampled_from([float("nan"), float("inf"), 0.0, -1.5, 1e300]))
+
+
+@given(st.lists(st.tuples(st.integers(0, 90_000), st.floats(min_value=1.0, max_value=1e5),
+                          _QTY, st.sampled_from(["buy", "sell"])), max_size=300),
+       st.lists(st.sampled_from([1.0, 5.0, 10.0, 30.0]), min_size=1, max_size=3, unique=True),
+       st.integers(0, 120_000), st.integers(0, 2))
+@example(trades=[(0, 100.0, 1.0, "buy"), (11_000, 100.0, 0.1, "buy"),
+                 (12_000, 100.0, 0.2, "sell"), (13_000, 100.0, 0.3, "buy")],
+         windows=[10.0], now=30_000, cycles=0)  # sum(buy - sell) != sum(buy) - sum(sell)
+@settings(max_examples=300)
+def test_fused_sums_match_the_former_code_bit_for_bit(trades, windows, now, cycles):
+    trades.sort(key=lambda t: t[0])
+    options = FlowOptions(windows_s=tuple(sorted(windows)))
+    fused, former = FlowCalculator(options), _FormerFlow(options)
+    fused_state = make_state(trades=trades, needs=fused.needs)
+    former_state = make_state(trades=trades, needs=former.needs)
+    for k in range(cycles + 1):  # later cycles may reach the acceleration
+        at = now + k * 60_000
+        got = run_cycle([fused], fused_state, now_ms=at)
+        expected = run_cycle([former], former_state, now_ms=at)
+        assert repr(got) == repr(expected)
