@@ -169,3 +169,33 @@ def test_the_schema_checks_can_fail():
     for check in (validate_report, check_report):
         with pytest.raises(jsonschema.ValidationError):
             check(report)
+
+
+def test_symbols_acquired_together_do_not_all_scan_in_the_same_cycle():
+    """The scan is the observer's costly step: a node's symbols, observed from the same
+    instant, spread their scans over the fast cycles instead of piling them into one."""
+    from marketcore_calc_anomalies import Observer
+
+    options = AnomaliesOptions()
+    bids, asks = [(100.0 - i * 0.01, 1.0) for i in range(50)], [(100.01 + i * 0.01, 1.0)
+                                                              for i in range(50)]
+    symbols = [f"SYM{k}USDT" for k in range(40)]
+    states = {s: make_state(symbol=s, bids=bids, asks=asks, event_ms=0) for s in symbols}
+    observers = {s: Observer(options) for s in symbols}
+    per_cycle = []
+    for tick in range(1, 25):  # 6 s of 250 ms fast cycles after a first look at 0
+        now = tick * 250
+        before = sum(o.scans for o in observers.values())
+        for s in symbols:
+            if tick == 1:
+                observers[s].observe(states[s], 0)
+            observers[s].observe(states[s], now)
+        per_cycle.append(sum(o.scans for o in observers.values()) - before)
+    steady = per_cycle[8:]  # past every symbol's shifted second scan
+    assert sum(steady) == len(steady) * len(symbols) // 4  # each symbol once a second
+    assert max(steady) <= len(symbols) // 2  # unstaggered, one cycle in four held all 40
+    # a symbol's schedule depends on its name only: a replay scans at the same instants
+    first, second = Observer(options), Observer(options)
+    first.observe(states[symbols[0]], 0)
+    second.observe(make_state(symbol=symbols[0], bids=bids, asks=asks, event_ms=0), 0)
+    assert first._next_scan_ms == second._next_scan_ms < 1000

@@ -31,6 +31,7 @@ placements being followed are voided (neither pulled nor kept), never guessed.
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from typing import Any
 
@@ -117,6 +118,18 @@ class FillRun:
     last_fill_ms: int
     fills: deque[tuple[int, int, float]]
     """``(last fill ms, fills, qty)`` per observation that saw fills, capped."""
+
+
+def _phase(symbol: str, every_ms: int) -> int:
+    """A stable per-symbol shift of the second scan, less than ``every_ms``.
+
+    A node acquires its symbols together, so without it every symbol would scan in the
+    same fast cycle, one cycle in ``every_ms / period`` carrying all the scans (the
+    scan is the observer's one costly step). Shifting each symbol's schedule by a hash
+    of its name spreads the scans evenly over the cycles, and keeps a replay
+    deterministic.
+    """
+    return zlib.crc32(symbol.encode()) % every_ms if every_ms > 0 else 0
 
 
 class SampleRing:
@@ -220,8 +233,11 @@ class Observer:
         self._follow_placements(book, fills, mid, now_ms)
         self._follow_runs(book, fills, now_ms)
         if now_ms >= self._next_scan_ms:
+            first = self._next_scan_ms == _EARLIEST
             self._scan(state, mid, now_ms, whole_side=whole_side)
             self._next_scan_ms = now_ms + self.options.scan_every_ms
+            if first:
+                self._next_scan_ms -= _phase(state.symbol, self.options.scan_every_ms)
         self._sample(book, mid, now_ms)
         self._expire(now_ms)
 
