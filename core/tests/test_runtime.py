@@ -263,3 +263,88 @@ def test_a_newly_acquired_symbol_is_published_without_waiting_for_the_next_tick(
     assert symbols[0] == "BTCUSDT" and "ETHUSDT" in symbols, symbols
     assert info.stats.fast.runs >= 3, info.stats.fast  # > the 2 regular ticks
     assert info.stats.fast.skipped_ticks == 0
+
+
+class PacedSink:
+    """A sink whose every publish takes 100 ms of waiting (a slow network), recording
+    when each was in progress."""
+
+    name = "paced"
+
+    def __init__(self) -> None:
+        self.busy: list[tuple[float, float]] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def publish(self, batch):
+        import asyncio
+
+        started = time.monotonic()
+        await asyncio.sleep(0.1)
+        self.busy.append((started, time.monotonic()))
+        return ()
+
+    async def close(self) -> None:
+        pass
+
+
+class Busy:
+    """A slow-cycle calculator that takes 4 ms a symbol and notes when it ran."""
+
+    name = "busy"
+    cycle = Cycle.SLOW
+    sections = ("busy",)
+    needs = Needs()
+
+    def __init__(self) -> None:
+        self.ran: list[float] = []
+
+    def compute(self, state, ctx):
+        until = time.perf_counter() + 0.004
+        while time.perf_counter() < until:
+            pass
+        self.ran.append(time.monotonic())
+        return {"busy": {}}
+
+
+class PacingPlugin:
+    def __init__(self) -> None:
+        self.sink, self.busy = PacedSink(), Busy()
+
+    @hookimpl
+    def marketcore_register_sinks(self, register):
+        register("paced", lambda options: self.sink)
+
+    @hookimpl
+    def marketcore_register_calculators(self, register):
+        register("busy", lambda options: self.busy)
+
+
+def test_the_slow_cycle_never_runs_while_a_fast_cycle_publishes():
+    """Twenty symbols × 4 ms make each slow cycle ~80 ms of work in ~16 slices; the fast
+    cycle spends 100 ms of every 250 waiting on its sink. No slice may run inside that
+    wait: each would hold the fast cycle's resumption."""
+    plugin = PacingPlugin()
+    pm = make_plugin_manager(("pacing", plugin))
+    symbols = [f"S{k:02d}USDT" for k in range(20)]
+    profile = f"""
+        [node]
+        symbols = {json.dumps(symbols)}
+        [venue]
+        use = "synthetic"
+        seed = 5
+        [pipeline.fast]
+        period_ms = 250
+        calculators = []
+        [pipeline.slow]
+        period_ms = 500
+        calculators = ["busy"]
+        [[sink]]
+        use = "paced"
+    """
+    info = run_node(profile, duration_s=4, plugin_manager=pm)
+    assert info.stats.slow.runs >= 5 and len(plugin.sink.busy) >= 10
+    inside = [t for t in plugin.busy.ran
+              for start, end in plugin.sink.busy if start < t < end]
+    assert inside == [], f"{len(inside)} of {len(plugin.busy.ran)} slow calls ran mid-publish"

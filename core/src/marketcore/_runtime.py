@@ -59,6 +59,8 @@ class Node:
         self.stats = NodeStats()
         self._sink_logged: dict[str, float] = {}
         self.fast_wake: asyncio.Event | None = None
+        self.fast_idle: asyncio.Event | None = None
+        """Set while no fast cycle is in progress (live); the slow cycle waits for it."""
         """Set (live runs) when a symbol is newly acquired: the fast loop runs a cycle early,
         so a symbol handed over gracefully is published by its new owner at once."""
         self.info = NodeInfo(
@@ -151,13 +153,25 @@ class Node:
             self.slow_one(symbol, now_ms)
 
     async def slow_cycle_sliced(self) -> None:
-        """The slow cycle in slices, yielding to the loop between them (live)."""
+        """The slow cycle in slices, yielding to the loop between them (live).
+
+        A slice never runs while a fast cycle is in progress: the fast cycle awaits its
+        sinks, and every slice the loop ran meanwhile would delay the fast cycle's
+        resumption by up to :data:`SLOW_SLICE_S`, several times per publish.
+        """
+        await self._fast_done()
         slice_started = time.perf_counter()
         for symbol in self._order:  # a symbol released meanwhile is skipped by slow_one
             self.slow_one(symbol, self.clock.now_ms())
             if time.perf_counter() - slice_started >= SLOW_SLICE_S:
                 await asyncio.sleep(0)
+                await self._fast_done()
                 slice_started = time.perf_counter()
+
+    async def _fast_done(self) -> None:
+        idle = self.fast_idle
+        if idle is not None and not idle.is_set():
+            await idle.wait()
 
     def fast_cycle(self, now_ms: int) -> list[Publication]:
         """Build every owned symbol's report: base fields, slow sections, fast sections."""
@@ -417,6 +431,8 @@ async def _run_live(node: Node, *, duration_s: float | None) -> None:
             await sink.start()
             started_sinks.append(sink)
         node.fast_wake = asyncio.Event()  # before the coordinator can acquire anything
+        node.fast_idle = asyncio.Event()
+        node.fast_idle.set()
         _freeze_startup_heap()
         tasks["venue"] = asyncio.create_task(
             _supervise("venue", lambda: c.venue.run(node.emit), node.stats))
@@ -424,7 +440,11 @@ async def _run_live(node: Node, *, duration_s: float | None) -> None:
             _supervise("coordinator", lambda: c.coordinator.run(node), node.stats))
 
         async def fast_tick() -> None:
-            await node.publish(node.fast_cycle(node.clock.now_ms()))
+            node.fast_idle.clear()  # the slow cycle pauses until the reports are out
+            try:
+                await node.publish(node.fast_cycle(node.clock.now_ms()))
+            finally:
+                node.fast_idle.set()
 
         tasks["fast"] = asyncio.create_task(
             _every(node.profile.pipeline.fast.period_ms, fast_tick, node.stats.fast, name="fast",
