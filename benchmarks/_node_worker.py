@@ -214,6 +214,8 @@ class Probe:
             "report_bytes_mean": payload / reports if reports else None,
             "reports_in_window": reports,
             "ok_share": sum(c.ok for c in self.cycles) / reports if reports else None,
+            "fast_ms_series": [round(ms, 1) for ms in fast_ms],
+            "gc_pauses_ms": [(g, round(ms, 1)) for g, ms in self.gc_pauses if ms >= 5],
             "gc_collections": [sum(1 for g, _ in self.gc_pauses if g == k) for k in range(3)],
             "gc_max_ms": max((ms for _, ms in self.gc_pauses), default=0.0),
             "gc_max_ms_by_generation": [max((ms for g, ms in self.gc_pauses if g == k),

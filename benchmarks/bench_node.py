@@ -447,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
             point = run_point(count, args, Path(tmp))
             points.append(point)
             print(json.dumps({k: v for k, v in point.items()
-                              if k not in ("component_stats", "pyspy")}, default=str),
+                              if k not in ("component_stats", "pyspy", "fast_ms_series",
+                                           "gc_pauses_ms")}, default=str),
                   file=sys.stderr, flush=True)
     info = machine()
     payload = {"benchmark": "node", "machine": info, "recording": RECORDING.name,
