@@ -348,3 +348,45 @@ def test_the_slow_cycle_never_runs_while_a_fast_cycle_publishes():
     inside = [t for t in plugin.busy.ran
               for start, end in plugin.sink.busy if start < t < end]
     assert inside == [], f"{len(inside)} of {len(plugin.busy.ran)} slow calls ran mid-publish"
+
+
+class GcWatch:
+    """A fast-cycle calculator noting the collector's thresholds and frozen objects."""
+
+    name = "gcwatch"
+    cycle = Cycle.FAST
+    sections = ()
+    needs = Needs()
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[tuple[int, int, int], int]] = []
+
+    def compute(self, state, ctx):
+        import gc
+
+        self.seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        return {}
+
+
+class GcWatchPlugin:
+    def __init__(self) -> None:
+        self.watch = GcWatch()
+
+    @hookimpl
+    def marketcore_register_calculators(self, register):
+        register("gcwatch", lambda options: self.watch)
+
+
+def test_a_live_node_tunes_the_collector_and_restores_it():
+    import gc
+
+    before = gc.get_threshold()
+    plugin = GcWatchPlugin()
+    pm = make_plugin_manager(("gcwatch", plugin))
+    run_node(SYNTHETIC + '\n[pipeline.fast]\ncalculators = ["gcwatch"]\n', duration_s=1,
+             plugin_manager=pm)
+    assert plugin.watch.seen, "the calculator never ran"
+    for thresholds, frozen in plugin.watch.seen:
+        assert thresholds[0] >= 10 * before[0] and thresholds[1:] == before[1:]
+        assert frozen > 1000  # the startup heap: modules, classes, functions
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
