@@ -64,7 +64,7 @@ from typing import Any
 from _common import REPO_ROOT, machine, machine_line, markdown_table, write_results
 
 sys.path.insert(0, str(REPO_ROOT / "core" / "src"))
-from marketcore.testing import RedisServer, free_port
+from marketcore.testing import RedisServer, free_port, stop_processes
 
 RECORDING = REPO_ROOT / "examples" / "data" / "binance-spot-btcusdt-20240808.gz"
 WORKER = Path(__file__).resolve().parent / "_node_worker.py"
@@ -278,14 +278,7 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
             node.wait(timeout=args.timeout + 60)
             sim_stats = _get_json(f"http://127.0.0.1:{sim_port}/_sim/stats")
         finally:
-            for process in (node, sim):
-                if process is not None and process.poll() is None:
-                    process.send_signal(signal.SIGINT)
-                    try:
-                        process.wait(timeout=20)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
+            stop_processes(node, sim, sig=signal.SIGINT)
     figures_path = point_dir / "node.json"
     figures = json.loads(figures_path.read_text()) if figures_path.exists() else {
         "measured": False, "error": (point_dir / "node.log").read_text()[-2000:]}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from marketcore.cli import main
-from marketcore.testing import RedisServer, RedisUnavailable, free_port
+from marketcore.testing import RedisServer, RedisUnavailable, free_port, stop_processes
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,13 +126,7 @@ bind = "127.0.0.1:{metrics_port}"
             _out, err = process.communicate(timeout=30) if process.poll() is not None else ("", "")
             pytest.fail(f"the node never published: {err[-2000:]}")
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(process, timeout_s=30)
         server.close()
     yield series_names(text)
 

@@ -9,7 +9,6 @@ other node. ``marketcore report`` with the same profile reads Redis too.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from marketcore.testing import free_port, validate_report
+from marketcore.testing import free_port, stop_processes, validate_report
 
 MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT"]
@@ -62,15 +61,7 @@ def fleet(tmp_path, redis_server) -> Iterator[dict[str, tuple[int, object]]]:
                                           text=True))
         nodes[node_id] = (port, profile)
     yield nodes
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_processes(*processes, timeout_s=30)
 
 
 def owners_seen_by(port: int) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from marketcore.testing import RedisServer, RedisUnavailable, free_port
+from marketcore.testing import RedisServer, RedisUnavailable, free_port, stop_processes
 from prometheus_client.parser import text_string_to_metric_families
 
 MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
@@ -130,15 +129,7 @@ def redis_fleet(tmp_path, redis_server) -> Iterator[list[tuple[subprocess.Popen,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         nodes.append((process, port))
     yield nodes
-    for process, _port in nodes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process, _port in nodes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_processes(*(process for process, _port in nodes), timeout_s=30)
 
 
 def test_fleet_metrics_add_up_across_nodes(redis_fleet):

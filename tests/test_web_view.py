@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from marketcore.testing import free_port
+from marketcore.testing import free_port, stop_processes
 
 websockets_client = pytest.importorskip("websockets.asyncio.client")
 
@@ -90,12 +90,7 @@ def node_url(tmp_path: Path) -> Iterator[str]:
         assert node.poll() is None, (tmp_path / "node.log").read_text()
         yield url
     finally:
-        node.send_signal(signal.SIGINT)
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+        stop_processes(node, sig=signal.SIGINT)
         log.close()
 
 
@@ -130,12 +125,7 @@ def chromium(tmp_path: Path) -> Iterator[str]:
 
         yield wait_until(page_target, "a Chromium page target")
     finally:
-        browser.terminate()
-        try:
-            browser.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            browser.kill()
-            browser.wait()
+        stop_processes(browser, timeout_s=10)
         log.close()
 
 

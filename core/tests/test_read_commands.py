@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from marketcore.testing import free_port
+from marketcore.testing import free_port, stop_processes
 
 MARKETCORE = [sys.executable, "-c", "import sys; from marketcore.cli import main; sys.exit(main())"]
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
@@ -72,12 +72,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
         wait_until(lambda: jsonl.exists() and jsonl.stat().st_size > 0, "the jsonl file")
         yield paths
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_processes(process, sig=signal.SIGINT)
         log.close()
 
 

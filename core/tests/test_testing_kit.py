@@ -33,6 +33,7 @@ from marketcore.testing import (
     replay_calculator,
     run_cycle,
     section_series,
+    stop_processes,
     trade_tape,
 )
 
@@ -256,3 +257,19 @@ def test_drawn_symbol_states_run_through_a_cycle_into_a_valid_report(state):
         assert_section(report, "ext.last_trade_age", {"ms": 0})
     else:
         assert_omitted(report, "last_trade_age", "no trade yet")
+
+
+def test_stop_processes_signals_all_then_kills_what_will_not_stop():
+    import signal
+    import subprocess
+    import sys
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stubborn = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"  # its handler is in place
+    stop_processes(sleeper, None, stubborn, timeout_s=1)
+    assert sleeper.returncode == -signal.SIGTERM
+    assert stubborn.returncode == -signal.SIGKILL  # outlived the timeout, then killed
+    stop_processes(sleeper)  # already stopped: nothing to do

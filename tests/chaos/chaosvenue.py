@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from typing import Any
 
 from chaosfleet import die_with_parent, marketcore_command
 from chaosrun import wait_for
-from marketcore.testing import free_port
+from marketcore.testing import free_port, stop_processes
 
 __all__ = ["RECORDING", "VenueRig", "free_port", "rss_bytes"]
 
@@ -114,14 +113,7 @@ class VenueRig:
         self.close()
 
     def close(self) -> None:
-        for process in (self.node, self.sim):
-            if process is not None and process.poll() is None:
-                os.kill(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait(timeout=10)
+        stop_processes(self.node, self.sim)
 
     def log(self, name: str) -> str:
         path = self.directory / name

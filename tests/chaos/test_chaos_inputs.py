@@ -14,7 +14,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import string
 import subprocess
@@ -30,6 +29,7 @@ from chaosvenue import free_port, rss_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marketcore.cli import main
+from marketcore.testing import stop_processes
 
 KEYS = ("node", "venue", "coordinator", "pipeline", "fast", "slow", "sink", "metrics", "state",
         "calculators", "symbols", "id", "use", "period_ms", "url", "lease_ttl_ms", "bind",
@@ -112,13 +112,7 @@ def api_node(tmp_path_factory: pytest.TempPathFactory) -> Any:
                  "the read API serving a report", every=0.2)
         yield process, port, directory
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_processes(process)
 
 
 def _status(port: int, method: str, target: str, headers: dict[str, str] | None = None,

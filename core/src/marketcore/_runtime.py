@@ -393,14 +393,11 @@ def _log_started(node: Node) -> None:
                     "metrics_bind": profile.metrics.bind})
 
 
-_GC_DEFAULTS = gc.get_threshold()
-"""The interpreter's thresholds, restored when a live node stops."""
-
 GC_YOUNG_THRESHOLD = 10_000
 """Allocations between collections of the youngest generation on a live node."""
 
 
-def _freeze_startup_heap() -> None:
+def _freeze_startup_heap() -> tuple[int, ...]:
     """Keep what exists at startup out of every later garbage collection.
 
     A full (generation 2) collection visits every tracked object, and a started node
@@ -419,11 +416,21 @@ def _freeze_startup_heap() -> None:
     in 30 s (1.5 ms/s) with the same RSS (``benchmarks/bench_node.py``). The older
     generations keep their default ratios, so cyclic garbage is still collected,
     only less often.
+
+    Returns the thresholds it replaced, for :func:`_thaw_heap`.
     """
     gc.collect()
     gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+    before = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *before[1:])
+    return before
+
+
+def _thaw_heap(thresholds: tuple[int, ...]) -> None:
+    """Undo :func:`_freeze_startup_heap`: what the node leaves behind is collectable again
+    and the thresholds are what they were (a test process runs many nodes)."""
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 async def _run_live(node: Node, *, duration_s: float | None) -> None:
@@ -436,6 +443,7 @@ async def _run_live(node: Node, *, duration_s: float | None) -> None:
     tasks: dict[str, asyncio.Task[Any]] = {}
     started_sinks = []
     metrics: MetricsServer | None = None
+    thresholds: tuple[int, ...] | None = None  # the collector's, while the node runs
     started = time.monotonic()
     try:
         _log_started(node)
@@ -450,7 +458,7 @@ async def _run_live(node: Node, *, duration_s: float | None) -> None:
         node.fast_wake = asyncio.Event()  # before the coordinator can acquire anything
         node.fast_idle = asyncio.Event()
         node.fast_idle.set()
-        _freeze_startup_heap()
+        thresholds = _freeze_startup_heap()
         tasks["venue"] = asyncio.create_task(
             _supervise("venue", lambda: c.venue.run(node.emit), node.stats))
         tasks["coordinator"] = asyncio.create_task(
@@ -472,8 +480,8 @@ async def _run_live(node: Node, *, duration_s: float | None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration_s)
     finally:
-        gc.unfreeze()  # what the node leaves behind is collectable again (tests run many)
-        gc.set_threshold(*_GC_DEFAULTS)
+        if thresholds is not None:
+            _thaw_heap(thresholds)
         for sig in signals:
             loop.remove_signal_handler(sig)
         await _cancel(tasks.get("fast"), "the fast cycle")

@@ -22,6 +22,8 @@ import asyncio
 import functools
 import json
 import math
+import signal
+import subprocess
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,9 +82,29 @@ __all__ = [
     "run_cycle",
     "run_node",
     "section_series",
+    "stop_processes",
     "trade_tape",
     "validate_report",
 ]
+
+def stop_processes(*processes: subprocess.Popen[Any] | None, sig: int = signal.SIGTERM,
+                   timeout_s: float = 20.0) -> None:
+    """Stop child processes a test started: signal every one still running (``sig``, by
+    pid, never by name), then wait for each; one that outlives ``timeout_s`` is killed.
+
+    All are signalled before any is waited for, so a fleet stops in parallel. ``None``
+    entries (a process that never started) are skipped.
+    """
+    running = [p for p in processes if p is not None and p.poll() is None]
+    for process in running:
+        process.send_signal(sig)
+    for process in running:
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
 
 TradeSpec = tuple[int, float, float, str]
 """``(ts_ms, price, qty, "buy" | "sell")`` — the aggressor side."""
