@@ -25,7 +25,13 @@ from marketcore.components import Publication, Sink, WriterToken, stats_of
 from marketcore.events import Event
 from marketcore.node import CycleStats, NodeInfo, NodeStats
 from marketcore.profile import Profile, default_node_id
-from marketcore.report import Preencoded, base_report, encode_report, preencode
+from marketcore.report import (
+    MERGED_SECTIONS,
+    Preencoded,
+    base_report,
+    encode_report,
+    preencode,
+)
 from marketcore.state import SymbolState
 
 if TYPE_CHECKING:
@@ -262,7 +268,7 @@ _LOG_EVERY_S = 10.0
 
 def _merge(report: dict[str, Any], sections: dict[str, Any]) -> None:
     for key, value in sections.items():
-        if key in ("liquidity", "ext"):
+        if key in MERGED_SECTIONS:
             report.setdefault(key, {}).update(value)
         else:
             report[key] = value

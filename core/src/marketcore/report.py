@@ -36,6 +36,7 @@ from marketcore.state import SymbolState
 __all__ = [
     "FRESH_MS",
     "MAX_REPORT_BYTES",
+    "MERGED_SECTIONS",
     "SCHEMA_VERSION",
     "STALE_MS",
     "STANDARD_SECTIONS",
@@ -67,6 +68,9 @@ STANDARD_SECTIONS = frozenset({
 published under ``ext.<section>``. ``walls``, ``vacuums`` and
 ``volume_profile`` are placed inside ``liquidity``."""
 _LIQUIDITY_PARTS = frozenset({"walls", "vacuums", "volume_profile"})
+MERGED_SECTIONS = ("liquidity", "ext")
+"""Report keys whose value is a dict of parts from several calculators and both cycles:
+merged part by part, never replaced whole."""
 
 
 def ingestion_status(data_age_ms: int | None, venue_state: VenueState) -> str:
@@ -146,7 +150,7 @@ def _drop_non_finite(report: dict[str, Any]) -> None:
     """Remove every section holding NaN or infinity, saying so in ``health``."""
     for key in [k for k in report if k not in BASE_FIELDS and k != "health"]:
         value = report[key]
-        if isinstance(value, dict) and key in ("liquidity", "ext"):
+        if isinstance(value, dict) and key in MERGED_SECTIONS:
             for part in [p for p, v in value.items() if not _finite(v)]:
                 del value[part]
                 _note_omitted(report, part, "non-finite value")
@@ -256,15 +260,12 @@ def preencode(sections: Mapping[str, Any]) -> Preencoded:
     """
     out: Preencoded = {}
     for key, value in sections.items():
-        parts = value.items() if key in _MERGED and isinstance(value, dict) else ((None, value),)
+        merged = key in MERGED_SECTIONS and isinstance(value, dict)
+        parts = value.items() if merged else ((None, value),)
         for part, item in parts:
             if not _NON_FINITE.search(_PACK.encode(item)):
                 out[key, part] = (item, msgspec.Raw(_JSON.encode(item)))
     return out
-
-
-_MERGED = ("liquidity", "ext")
-"""Report keys whose value is a dict of parts from several calculators and cycles."""
 
 
 def _spliced(report: dict[str, Any], preencoded: Preencoded) -> bytes | None:
@@ -273,7 +274,7 @@ def _spliced(report: dict[str, Any], preencoded: Preencoded) -> bytes | None:
     decides what to drop or trim)."""
     checked = dict(report)  # what still needs the non-finite check
     spliced = dict(report)  # what is encoded, with the pre-encoded JSON in place
-    for key in _MERGED:
+    for key in MERGED_SECTIONS:
         if isinstance(report.get(key), dict):
             checked[key] = dict(report[key])
             spliced[key] = dict(report[key])
