@@ -123,6 +123,12 @@ class FaultProxy:
             self._server.close()
         for pair in list(self._pairs):
             await self._drop(pair, abort=True)
+        # cancel whatever is left and let it finish before the loop stops: a task still
+        # pending when the loop is closed is reported as destroyed at exit
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def __enter__(self) -> FaultProxy:
         return self.start()
