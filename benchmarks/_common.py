@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import platform
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +70,53 @@ def write_results(out_dir: Path, name: str, payload: dict[str, Any], markdown: s
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (out_dir / f"{name}.md").write_text(markdown.rstrip() + "\n", encoding="utf-8")
+
+
+def find_pyspy() -> str | None:
+    """py-spy next to the interpreter (a venv's ``bin``) or on PATH; ``None`` if absent."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
+
+
+def read_pyspy(raw_path: Path, *, within: str | None = None) -> Iterator[tuple[list[str], int]]:
+    """``(frames outermost first, count)`` per line of a raw py-spy file (``--format
+    raw``); with ``within``, only the stacks that pass through that function (so that
+    set-up work in the same process is left out)."""
+    for line in raw_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if within is not None and not any(f.partition(" (")[0] == within for f in frames):
+            continue
+        yield frames, int(count)
+
+
+def summarize_pyspy(raw_path: Path, top: int = 14, *, within: str | None = None,
+                    lines: bool = False) -> list[tuple[str, float, float]]:
+    """``(function, self %, total %)`` of the busiest functions in a raw py-spy file.
+
+    ``lines``: by source line (``fn (module.py:12)``) instead of by function."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for stack, n in read_pyspy(raw_path, within=within):
+        samples += n
+        frames = [_short(f, lines=lines) for f in stack]
+        own[frames[-1]] += n
+        for name in set(frames):
+            total[name] += n
+    if not samples:
+        return []
+    return [(name, 100 * n / samples, 100 * total[name] / samples)
+            for name, n in own.most_common(top)]
+
+
+def _short(frame: str, *, lines: bool = False) -> str:
+    """``fn (path/to/module.py:12)`` → ``fn (module.py)``, or ``fn (module.py:12)``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path, _, line = where.rpartition(":") if ":" in where else (where, "", "")
+    if not path:
+        return name
+    return f"{name} ({Path(path).name}:{line})" if lines and line else f"{name} ({Path(path).name})"

@@ -61,7 +61,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _common import REPO_ROOT, machine, machine_line, markdown_table, write_results
+from _common import (
+    REPO_ROOT,
+    find_pyspy,
+    machine,
+    machine_line,
+    markdown_table,
+    read_pyspy,
+    summarize_pyspy,
+    write_results,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "core" / "src"))
 from marketcore.testing import RedisServer, free_port, stop_processes
@@ -164,11 +173,6 @@ def wait_for_file(path: Path, process: subprocess.Popen[Any], timeout_s: float) 
     return False
 
 
-def find_pyspy() -> str | None:
-    beside = Path(sys.executable).with_name("py-spy")
-    return str(beside) if beside.is_file() else shutil.which("py-spy")
-
-
 PHASES = (
     ("fast cycle (reports built, calculators, encoded, published)", "_run_live.<locals>.fast_tick"),
     ("  report JSON encoding", "encode_report"),
@@ -186,46 +190,15 @@ PHASES = (
 
 def pyspy_phases(raw_path: Path) -> list[tuple[str, float]]:
     """``(phase, % of samples)`` for :data:`PHASES` (samples include idle time)."""
-    counts = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
     samples = 0
-    for line in raw_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples += int(count)
-        names = {frame.partition(" (")[0] for frame in stack.split(";")}
+    for stack, n in read_pyspy(raw_path):
+        samples += n
+        names = {frame.partition(" (")[0] for frame in stack}
         for label, function in PHASES:
             if function in names:
-                counts[label] += int(count)
+                counts[label] += n
     return [(label, 100 * counts[label] / samples if samples else 0.0) for label, _ in PHASES]
-
-
-def summarize_pyspy(raw_path: Path, top: int = 14) -> list[tuple[str, float, float]]:
-    """``(function, self %, total %)`` of the busiest functions in a raw py-spy file."""
-    own: collections.Counter[str] = collections.Counter()
-    total: collections.Counter[str] = collections.Counter()
-    samples = 0
-    for line in raw_path.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        samples += n
-        frames = [_short(f) for f in stack.split(";")]
-        own[frames[-1]] += n
-        for name in set(frames):
-            total[name] += n
-    if not samples:
-        return []
-    return [(name, 100 * n / samples, 100 * total[name] / samples)
-            for name, n in own.most_common(top)]
-
-
-def _short(frame: str) -> str:
-    """``fn (path/to/module.py:12)`` → ``fn (module.py)``."""
-    name, _, where = frame.partition(" (")
-    where = where.rstrip(")").rsplit(":", 1)[0]
-    return f"{name} ({Path(where).name})" if where else name
 
 
 def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
