@@ -17,7 +17,10 @@ Implementations, on the same stream in one run:
   pre-decoded floats;
 * ``sortedcontainers.SortedDict`` (two, float keys), from pre-decoded strings;
 * the ``order-book`` package (C extension), from pre-decoded strings;
-* a numpy tick-indexed array over a fixed price window, from pre-decoded strings.
+* a numpy tick-indexed array over a fixed price window, from pre-decoded strings;
+* NautilusTrader's Rust L2 book through its pyo3 bindings, from pre-decoded strings
+  (in the ``bench`` dependency group where NautilusTrader ships wheels; a contender
+  whose package is missing is reported as unavailable).
 
 For each: the apply rate (level changes per second) and the mean latency of the "fast
 query" (best bid and ask, the ±50 bps bid/ask quantity and notional sums, the top 20
@@ -523,12 +526,68 @@ def make_tick_array(stream: Stream) -> tuple[Callable, Callable]:
     return apply, book.query
 
 
+def make_nautilus(stream: Stream) -> tuple[Callable, Callable]:
+    """NautilusTrader's Rust L2 book through its pyo3 bindings (``nautilus_pyo3.OrderBook``).
+
+    Every level change crosses into Rust as a ``BookOrder`` of fixed-point ``Price`` and
+    ``Quantity`` built from the level's strings, as a Nautilus data client would hand it
+    over. The query uses the book's own native sums: ``get_quantity_for_price`` (the size
+    at or better than a price) and ``get_avg_px_for_quantity`` for the notional.
+    """
+    from nautilus_trader.core import nautilus_pyo3 as nt
+
+    book = nt.OrderBook(nt.InstrumentId.from_str("BTCUSDT.BINANCE"), nt.BookType.L2_MBP)
+    price_of, qty_of, order = nt.Price.from_str, nt.Quantity.from_str, nt.BookOrder
+    buy, sell = nt.OrderSide.BUY, nt.OrderSide.SELL
+    sequence = 0
+
+    def apply(frame: tuple[list, list]) -> None:
+        nonlocal sequence
+        sequence += 1
+        for side, levels in ((buy, frame[0]), (sell, frame[1])):
+            for p, q in levels:
+                level = order(side, price_of(p), qty_of(q), 0)
+                if float(q) > 0.0:
+                    book.update(level, 0, sequence, 0)
+                else:
+                    book.delete(level, 0, sequence, 0)
+
+    apply((stream.snapshot_bids, stream.snapshot_asks))
+
+    def band(edge: float, against: Any) -> tuple[float, float]:
+        qty = book.get_quantity_for_price(nt.Price(edge, 8), against)
+        if qty <= 0.0:
+            return 0.0, 0.0
+        return qty, qty * book.get_avg_px_for_quantity(nt.Quantity(qty, 8), against)
+
+    def levels(found: list) -> list[tuple[float, float]]:
+        # fixed-point prices come back as the nearest double of price / 10**9: round them
+        return [(round(level.price.as_double(), 8), level.size()) for level in found]
+
+    def query() -> Query:
+        best_bid = round(book.best_bid_price().as_double(), 8)
+        best_ask = round(book.best_ask_price().as_double(), 8)
+        mid = (best_bid + best_ask) / 2
+        bid_qty, bid_notional = band(mid * (1 - BAND_BPS / 1e4), sell)
+        ask_qty, ask_notional = band(mid * (1 + BAND_BPS / 1e4), buy)
+        return (
+            (best_bid, book.best_bid_size().as_double()),
+            (best_ask, book.best_ask_size().as_double()),
+            (bid_qty, ask_qty, bid_notional, ask_notional),
+            levels(book.bids(TOP_N)),
+            levels(book.asks(TOP_N)),
+        )
+
+    return apply, query
+
+
 CONTENDERS = [
     Contender("marketcore Book", "frame bytes (msgspec decode included)", make_book_bytes),
     Contender("marketcore Book", "pre-decoded floats", make_book_floats),
     Contender("sortedcontainers.SortedDict", "pre-decoded strings", make_sorted_dict),
     Contender("order-book (C extension)", "pre-decoded strings", make_order_book),
     Contender("numpy tick array (fixed window)", "pre-decoded strings", make_tick_array),
+    Contender("NautilusTrader OrderBook (Rust, pyo3)", "pre-decoded strings", make_nautilus),
 ]
 
 # ------------------------------------------------------------------------ measuring
