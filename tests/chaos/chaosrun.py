@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
+
+from marketcore_coord_redis.testing import wait_for  # the chaos scenarios poll with it
 
 __all__ = ["FULL", "counts", "percentile", "wait_for"]
 
@@ -33,17 +34,3 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not ordered:
         return math.nan
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def wait_for(condition: Callable[[], T], timeout: float, message: str | Callable[[], Any],
-             every: float = 0.05) -> T:
-    """Poll ``condition`` until it returns something true; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            what = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)

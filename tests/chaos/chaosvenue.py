@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chaosfleet import die_with_parent, marketcore_command
 from chaosrun import wait_for
 from marketcore.testing import free_port, stop_processes
+from marketcore_coord_redis.testing import die_with_parent, marketcore_command
 
 __all__ = ["RECORDING", "VenueRig", "free_port", "rss_bytes"]
 

@@ -126,14 +126,15 @@ def redis(tmp_path: Path) -> Any:
 
 @pytest.fixture
 def fleet_on(tmp_path: Path) -> Any:
-    """``fleet_on(server, symbols=…)``: a :class:`Fleet` whose processes die with the test."""
-    from chaosfleet import Fleet
+    """``fleet_on(server, symbols=…)``: a :class:`ChaosFleet` whose processes die with the
+    test."""
+    from chaosfleet import ChaosFleet
 
-    fleets: list[Fleet] = []
+    fleets: list[ChaosFleet] = []
 
-    def make(server: Any, **options: Any) -> Fleet:
+    def make(server: Any, **options: Any) -> ChaosFleet:
         try:
-            fleet = Fleet(server, tmp_path, **options)
+            fleet = ChaosFleet(server, tmp_path, **options)
         except FileNotFoundError as error:
             pytest.skip(str(error))
         fleets.append(fleet)

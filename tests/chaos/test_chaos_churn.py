@@ -13,8 +13,8 @@ import math
 import random
 import time
 
-from chaosfleet import assert_safe
 from chaosrun import counts
+from marketcore_coord_redis.testing import assert_safe
 
 CHURN_SYMBOLS = tuple(f"J{i:02d}USDT" for i in range(24))
 

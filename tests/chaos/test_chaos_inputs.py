@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 import tomli_w
-from chaosfleet import die_with_parent, marketcore_command
 from chaosrun import counts, wait_for
 from chaosvenue import free_port, rss_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marketcore.cli import main
 from marketcore.testing import stop_processes
+from marketcore_coord_redis.testing import die_with_parent, marketcore_command
 
 KEYS = ("node", "venue", "coordinator", "pipeline", "fast", "slow", "sink", "metrics", "state",
         "calculators", "symbols", "id", "use", "period_ms", "url", "lease_ttl_ms", "bind",

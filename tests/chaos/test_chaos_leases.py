@@ -13,17 +13,10 @@ import contextlib
 import signal
 import time
 
-from chaosfleet import NODES, SYMBOLS, Fleet, assert_safe, start_settled
+from chaosfleet import NODES, SYMBOLS, start_settled
 from chaosrun import FULL, counts, percentile, wait_for
 from faultproxy import FaultProxy
-
-
-def takeover(fleet: Fleet, symbol: str, victim: str, since_ms: int) -> tuple[int, str]:
-    """Gap (ms, server clock) from the victim's last accepted report to the next owner's first."""
-    entries = fleet.reports(symbol, since_ms=since_ms)
-    last = max(i for i, a in enumerate(entries) if a.node == victim)
-    after = next(a for a in entries[last + 1:] if a.node != victim)
-    return after.ms - entries[last].ms, after.node
+from marketcore_coord_redis.testing import Fleet, assert_safe
 
 
 def changes_since(fleet: Fleet, marks: dict[str, int]) -> tuple[int, int]:
@@ -57,12 +50,12 @@ def test_owner_crash_kill_9(redis, fleet_on, chaos_results):
         stopped_ms = fleet.server_ms()
         fleet.kill(victim)
         live.remove(victim)
-        wait_for(lambda t=theirs, v=victim: all(fleet.writers()[s] not in (None, v) for s in t),
+        wait_for(lambda t=theirs, v=victim: fleet.taken_over(t, v),
                  60, f"{victim}'s symbols {theirs} reported by another node")
         for symbol in theirs:
-            gap, owner = takeover(fleet, symbol, victim, stopped_ms - 10_000)
-            assert owner in live
-            gaps.append(gap)
+            takeover = fleet.takeover(symbol, victim, since_ms=stopped_ms - 10_000)
+            assert takeover.node in live
+            gaps.append(takeover.gap_ms)
         if FULL:
             joiner = next(names)
             fleet.start(joiner)
@@ -95,8 +88,7 @@ def test_pause_past_ttl_sigstop(redis, fleet_on, chaos_results):
         fleet.signal(victim, signal.SIGSTOP)
         try:
             time.sleep(3 * fleet.ttl_s)
-            wait_for(lambda t=theirs, v=victim: all(fleet.writers()[s] not in (None, v)
-                                                    for s in t), 60,
+            wait_for(lambda t=theirs, v=victim: fleet.taken_over(t, v), 60,
                      f"the paused {victim}'s symbols taken over")
         finally:
             fleet.signal(victim, signal.SIGCONT)
@@ -131,8 +123,7 @@ def test_node_redis_partition_blackhole(redis, fleet_on, chaos_results):
             proxy.blackhole()
             cut_at = time.monotonic()
             try:
-                wait_for(lambda t=theirs: all(fleet.writers()[s] not in (None, victim)
-                                              for s in t),
+                wait_for(lambda t=theirs: fleet.taken_over(t, victim),
                          3 * fleet.ttl_s if FULL else 60, "peers taking over the partitioned "
                          f"node's symbols {theirs}")
                 takeovers.append(time.monotonic() - cut_at)

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from chaosfleet import NODES, SYMBOLS, Fleet, assert_safe, start_settled
+from chaosfleet import NODES, SYMBOLS, start_settled
 from chaosrun import FULL, counts, wait_for
+from marketcore_coord_redis.testing import Fleet, assert_safe
 
 
 def newest_epoch(fleet: Fleet) -> int:

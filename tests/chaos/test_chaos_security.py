@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chaosfleet import SYMBOLS, Fleet
+from chaosfleet import SYMBOLS, ChaosFleet
 from chaosrun import wait_for
 
 PASSWORD = "chaos-Secret-7f3a9c"
@@ -62,7 +62,7 @@ def test_an_acl_user_on_the_prefix_and_no_secret_in_any_log(acl_redis, tmp_path,
     monkeypatch.setenv("MARKETCORE_SINK__0__USERNAME", "fleet")
     monkeypatch.setenv("MARKETCORE_COORDINATOR__PASSWORD", PASSWORD)
     try:
-        fleet = Fleet(acl_redis, tmp_path, symbols=SYMBOLS[:4])
+        fleet = ChaosFleet(acl_redis, tmp_path, symbols=SYMBOLS[:4])
     except FileNotFoundError as error:
         pytest.skip(str(error))
     with fleet:

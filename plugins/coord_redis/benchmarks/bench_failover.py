@@ -27,7 +27,6 @@ import json
 import math
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,9 +35,7 @@ from typing import Any
 
 import attrs
 from marketcore.testing import RedisServer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_fleet import SYMBOLS, Fleet, wait_for  # the suite's fleet helpers
+from marketcore_coord_redis.testing import SYMBOLS, Fleet, wait_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,18 +52,6 @@ class Trial:
     after_stop_ms: dict[str, int]
     """The signal (server clock, read just before sending it) → new owner's first report."""
     new_owners: dict[str, str]
-
-
-def _takeover(fleet: Fleet, symbol: str, victim: str, since_ms: int) -> tuple[int, int, str]:
-    """(last accepted by victim, first accepted by another node after it, that node)."""
-    entries = fleet.reports(symbol, since_ms=since_ms)
-    last = max((i for i, a in enumerate(entries) if a.node == victim), default=None)
-    if last is None:
-        raise AssertionError(f"no report of {symbol} by {victim} since {since_ms}")
-    after = [a for a in entries[last + 1:] if a.node != victim]
-    if not after:
-        raise AssertionError(f"no report of {symbol} by another node after {victim}'s last")
-    return entries[last].ms, after[0].ms, after[0].node
 
 
 def run_trials(fleet: Fleet, *, kills: int, terms: int, size: int = 3,
@@ -88,15 +73,14 @@ def run_trials(fleet: Fleet, *, kills: int, terms: int, size: int = 3,
             code = fleet.terminate(victim)
             assert code == 0, f"{victim} exited with {code}"
         live.remove(victim)
-        wait_for(lambda t=theirs, v=victim: all(
-            w not in (None, v) for s, w in fleet.writers().items() if s in t),
-            timeout, f"{victim}'s symbols reported by another node")
+        wait_for(lambda t=theirs, v=victim: fleet.taken_over(t, v),
+                 timeout, f"{victim}'s symbols reported by another node")
         gaps, after_stop, owners = {}, {}, {}
         for symbol in theirs:
-            last_ms, first_ms, owner = _takeover(fleet, symbol, victim, stopped_ms - 10_000)
-            gaps[symbol] = first_ms - last_ms
-            after_stop[symbol] = first_ms - stopped_ms
-            owners[symbol] = owner
+            takeover = fleet.takeover(symbol, victim, since_ms=stopped_ms - 10_000)
+            gaps[symbol] = takeover.gap_ms
+            after_stop[symbol] = takeover.first_ms - stopped_ms
+            owners[symbol] = takeover.node
         trials.append(Trial(kind, victim, theirs, gaps, after_stop, owners))
         if progress:
             print(f"{kind} {victim}: {len(theirs)} symbols, gaps ms {sorted(gaps.values())}",

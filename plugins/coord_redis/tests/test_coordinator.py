@@ -12,33 +12,17 @@ from marketcore.components import WriterToken
 from marketcore_coord_redis import RedisCoordinator, RedisSink, SinkOptions
 from marketcore_coord_redis.hrw import assign
 from marketcore_coord_redis.scripts import lua_script
+from marketcore_coord_redis.testing import FleetReader
 
 
-def lease_holders(server) -> dict[str, str | None]:
-    return {s: (v.decode() if (v := server.command("GET", f"marketcore:lease:{{{s}}}")) else None)
-            for s in SYMBOLS}
+def in_redis(server) -> FleetReader:
+    """The leases and the audit streams of the suite's symbols, read from Redis."""
+    return FleetReader(server, SYMBOLS)
 
 
 def everything_owned_once(nodes: list[NodeSide]) -> bool:
     owned = [s for node in nodes for s in node.tokens]
     return sorted(owned) == sorted(SYMBOLS)
-
-
-def audit_of(server, symbol: str) -> list[tuple[int, int, str]]:
-    entries = server.command("XRANGE", f"marketcore:audit:{{{symbol}}}", "-", "+")
-    found = []
-    for _, fields in entries:
-        data = dict(zip(fields[::2], fields[1::2], strict=True))
-        found.append((int(data[b"epoch"]), int(data[b"token"]), data[b"node"].decode()))
-    return found
-
-
-def assert_accepted_tokens_only_increase(server) -> None:
-    """Per symbol, every newly accepted token is newer than the one before, one node each."""
-    for symbol in SYMBOLS:
-        accepted = audit_of(server, symbol)
-        tokens = [(epoch, counter) for epoch, counter, _ in accepted]
-        assert tokens == sorted(set(tokens)), (symbol, accepted)
 
 
 def test_three_nodes_share_the_universe_within_the_bound(redis_server):
@@ -53,7 +37,7 @@ def test_three_nodes_share_the_universe_within_the_bound(redis_server):
                              message="everybody sees three members")
             cap = math.ceil(1.25 * len(SYMBOLS) / 3)
             assert all(len(node.tokens) <= cap for node in nodes)
-            holders = lease_holders(redis_server)
+            holders = in_redis(redis_server).holders()
             for node in nodes:
                 assert all(holders[s] == node.node_id for s in node.tokens)
             expected = assign(SYMBOLS, [n.node_id for n in nodes])
@@ -85,7 +69,7 @@ def test_a_graceful_leave_hands_over_without_waiting_for_a_ttl(redis_server):
             # membership record and leases are deleted at once: nobody waits for a TTL
             assert redis_server.command("EXISTS", "marketcore:node:node-0") == 0
             assert b"node-0" not in redis_server.command("SMEMBERS", "marketcore:nodes")
-            assert "node-0" not in lease_holders(redis_server).values()
+            assert "node-0" not in in_redis(redis_server).holders().values()
             assert leaver.tokens == {}
             assert {(s, why) for kind, s, why in leaver.events if kind == "released"} == {
                 (s, "shutdown") for s in theirs}
@@ -131,9 +115,9 @@ def test_a_joining_node_gets_its_share_and_no_symbol_has_two_accepted_writers(re
             stop.set()
             await publisher
         assert sink.stats.written > 0
-        assert_accepted_tokens_only_increase(redis_server)
+        assert in_redis(redis_server).safety().audit_backwards == []
         for symbol in nodes[2].tokens:
-            assert {node for _, _, node in audit_of(redis_server, symbol)} >= {"node-2"}
+            assert {a.node for a in in_redis(redis_server).audit(symbol)} >= {"node-2"}
         await sink.close()
 
     asyncio.run(scenario())
@@ -173,13 +157,13 @@ def test_a_partitioned_node_loses_its_symbols_and_its_late_writes_are_refused(re
                 cut_off.released(symbol, "refused by sink")
             assert coordinator_cut.stats.lease_conflicts == len(theirs)
             assert sink_cut.stats.refused == len(theirs)
-            holders = lease_holders(redis_server)
+            holders = in_redis(redis_server).holders()
             assert all(holders[s] == "node-peer" for s in theirs)
             await peer_publish(peer, sink_peer, coordinator_peer)
             # after the partition heals, the fleet settles again with both nodes
             await wait_until(lambda: everything_owned_once([cut_off, peer]) and cut_off.tokens,
                              timeout=15, message="resettled after the partition")
-        assert_accepted_tokens_only_increase(redis_server)
+        assert in_redis(redis_server).safety().audit_backwards == []
         for sink in (sink_cut, sink_peer):
             await sink.close()
         await proxy.close()
