@@ -24,6 +24,7 @@ from marketcore._builtins.jsonl import JsonlOptions, JsonlSink
 from marketcore._logging import configure_logging
 from marketcore._plugins import PluginError, PluginManager, get_plugin_manager
 from marketcore._runtime import make_node, run_live, run_replay
+from marketcore._supervisor import SupervisorError, supervise
 from marketcore.cli import CommandRegistrar
 from marketcore.clock import SimulatedClock, WallClock
 from marketcore.profile import (
@@ -88,6 +89,12 @@ def _with_json_stdout(profile: Profile) -> Profile:
 def cmd_run(args: argparse.Namespace, pm: PluginManager) -> int:
     profile = _load(args.profile, pm)
     _configure_logging(args, profile)
+    if args.processes > 1:
+        assemble(profile, pm.registries)  # a bad profile fails here, once, not in N children
+        try:
+            return supervise(args, profile)
+        except SupervisorError as error:
+            raise UsageError(str(error)) from None
     if args.json:
         profile = _with_json_stdout(profile)
     node = make_node(profile, pm, mode="live", clock=WallClock())
@@ -210,6 +217,13 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _count(value: str) -> int:
+    """A whole number ≥ 1 (``--processes``)."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, found {value!r}")
+    return int(value)
+
+
 def _speed(value: str) -> float | None:
     """``max`` (``None``: as fast as the CPU allows) or a positive factor of real time."""
     return None if value == "max" else _seconds(value)
@@ -239,6 +253,8 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, CommandReg
     run.add_argument("profile", nargs="?", help="profile TOML (omit for the embedded default)")
     run.add_argument("--duration", type=_seconds, help="stop by itself after this many seconds")
     run.add_argument("--json", action="store_true", help="stdout prints JSON lines, not a table")
+    run.add_argument("--processes", type=_count, default=1, metavar="N",
+                     help="run the node as N processes, one per core (docs/operations.md)")
     _add_log_flags(run, default=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_run)
 
