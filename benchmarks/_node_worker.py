@@ -2,6 +2,7 @@
 
     python benchmarks/_node_worker.py PROFILE.toml --symbols N --out DIR
                                       [--settle 5] [--measure 40] [--timeout 180]
+                                      [--most M --go FILE]
 
 Runs :func:`marketcore.testing.run_node` on the profile with one extra in-process
 plugin, ``bench-probe``: a sink (the profile lists it after the fenced Redis sink) that
@@ -9,7 +10,11 @@ sees every fast cycle's batch, plus the ``marketcore_startup`` hook for the node
 :class:`marketcore.node.NodeStats`. The probe
 
 * waits until every one of the ``N`` symbols has had its book synced (a report with an
-  ``ingestion.last_update_id``), then ``--settle`` seconds more;
+  ``ingestion.last_update_id``), then ``--settle`` seconds more; one worker of several
+  sharing a fleet (``--most M --go FILE``) waits instead until it has at least ``N``
+  synced symbols and owns at most ``M`` (the fleet has rebalanced), writes
+  ``DIR/synced.json`` and opens its window once the driver creates ``FILE`` (so that
+  every worker measures the same seconds);
 * opens the measuring window: writes ``DIR/window_start.json`` (the driver reads Redis'
   and the simulator's counters when it appears) and notes CPU time and cycle counters;
 * records, for each cycle in the window, every report's exchange event time, the
@@ -93,6 +98,10 @@ class Probe:
     settle_s: float
     measure_s: float
     out: Path
+    most: int | None = None
+    """Own at most this many symbols before measuring (one of several fleet workers)."""
+    go: Path | None = None
+    """Open the window once this file exists (the driver's signal), not after settling."""
     stats: NodeStats | None = None
     info: NodeInfo | None = None
     phase: str = "warming"
@@ -118,8 +127,15 @@ class Probe:
         if self.phase == "warming":
             synced = sum(1 for p in batch if p.report["ingestion"]["last_update_id"] is not None)
             self.last_ok = synced
-            if synced >= self.symbols:
+            if synced >= self.symbols and (self.most is None or len(batch) <= self.most):
                 self.phase, self.synced_at = "settling", now
+                if self.go is not None:
+                    self.phase = "ready"
+                    (self.out / "synced.json").write_text(json.dumps({"owned": len(batch)}))
+            return
+        if self.phase == "ready":
+            if self.go is not None and self.go.exists():
+                self._open(now)
             return
         if self.phase == "settling":
             if now - self.synced_at >= self.settle_s:
@@ -214,6 +230,7 @@ class Probe:
             "report_bytes_mean": payload / reports if reports else None,
             "reports_in_window": reports,
             "ok_share": sum(c.ok for c in self.cycles) / reports if reports else None,
+            "owned_symbols": max((len(c.event_ms) for c in self.cycles), default=0),
             "fast_ms_series": [round(ms, 1) for ms in fast_ms],
             "gc_pauses_ms": [(g, round(ms, 1)) for g, ms in self.gc_pauses if ms >= 5],
             "gc_collections": [sum(1 for g, _ in self.gc_pauses if g == k) for k in range(3)],
@@ -278,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", type=float, default=40.0)
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="stop the node after this long even if it never synced")
+    parser.add_argument("--most", type=int, help="own at most this many before measuring")
+    parser.add_argument("--go", type=Path, help="open the window once this file exists")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    PROBE_STATE = Probe(args.symbols, args.settle, args.measure, args.out)
+    PROBE_STATE = Probe(args.symbols, args.settle, args.measure, args.out, args.most, args.go)
     gc.callbacks.append(PROBE_STATE.on_gc)
     pm = make_plugin_manager((PROBE, ProbePlugin()), entry_points=True)
     info = run_node(args.profile.read_text(encoding="utf-8"), duration_s=args.timeout,

@@ -73,6 +73,7 @@ from _common import (
 )
 
 sys.path.insert(0, str(REPO_ROOT / "core" / "src"))
+from _node_worker import percentile
 from marketcore.testing import RedisServer, free_port, stop_processes
 
 RECORDING = REPO_ROOT / "examples" / "data" / "binance-spot-btcusdt-20240808.gz"
@@ -219,24 +220,23 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
             [sys.executable, "-c", entry, "binance-sim", str(RECORDING), "--clone", str(count),
              "--speed", "1", "--loop", "--port", str(sim_port), "--weight-per-minute", "6000"],
             stdout=subprocess.DEVNULL, stderr=sim_log)
-        node = None
+        nodes: list[subprocess.Popen[Any]] = []
         try:
             _wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats", sim, 60)
             profile = point_dir / "profile.toml"
             profile.write_text(profile_text(symbols, sim_port, server.url, args.calculators),
                                encoding="utf-8")
-            node = subprocess.Popen(
-                [sys.executable, str(WORKER), str(profile), "--symbols", str(count),
-                 "--out", str(point_dir), "--settle", str(args.settle),
-                 "--measure", str(args.measure), "--timeout", str(args.timeout)],
-                stdout=node_out, stderr=node_log)
+            nodes = start_workers(count, args, profile, point_dir, node_out, node_log)
+            node = nodes[0]
             outside: dict[str, Any] = {}
-            profiled = args.pyspy > 0 and count in (args.pyspy_at or [max(args.symbols)])
+            profiled = (args.pyspy > 0 and args.processes == 1
+                        and count in (args.pyspy_at or [max(args.symbols)]))
             # a node that never syncs is profiled anyway, while it still runs
             patience = args.timeout - args.pyspy - 15 if profiled else args.timeout
-            synced = wait_for_file(point_dir / "window_start.json", node, patience)
+            synced = wait_for_window(point_dir, nodes, args, patience)
+            pids = [n.pid for n in nodes]
             if synced:
-                outside["start"] = _outside(server, sim.pid, node.pid)
+                outside["start"] = _outside(server, sim.pid, pids)
             profile_path = _pyspy(node.pid, args.pyspy, point_dir) if profiled else None
             if profile_path is not None and profile_path.exists():
                 outside["pyspy"] = summarize_pyspy(profile_path)
@@ -246,16 +246,18 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 kept = args.out / f"node-{count}-pyspy.txt"
                 shutil.copyfile(profile_path, kept)
                 print(f"py-spy samples kept in {kept} (raw: one stack per line, count last)")
-            if synced and wait_for_file(point_dir / "window_end.json", node, args.measure + 60):
-                outside["end"] = _outside(server, sim.pid, node.pid)
-            node.wait(timeout=args.timeout + 60)
+            if synced and all(wait_for_file(d / "window_end.json", n, args.measure + 60)
+                              for d, n in zip(worker_dirs(point_dir, args), nodes,
+                                              strict=True)):
+                outside["end"] = _outside(server, sim.pid, pids)
+            for n in nodes:
+                n.wait(timeout=args.timeout + 60)
             sim_stats = _get_json(f"http://127.0.0.1:{sim_port}/_sim/stats")
         finally:
-            stop_processes(node, sim, sig=signal.SIGINT)
-    figures_path = point_dir / "node.json"
-    figures = json.loads(figures_path.read_text()) if figures_path.exists() else {
-        "measured": False, "error": (point_dir / "node.log").read_text()[-2000:]}
+            stop_processes(*nodes, sim, sig=signal.SIGINT)
+    figures = worker_figures(point_dir, args)
     figures["symbols"] = count
+    figures["processes"] = args.processes
     figures["load_average_1min"] = {"start": load_before, "end": os.getloadavg()[0]}
     if "start" in outside and "end" in outside:
         start, end = outside["start"], outside["end"]
@@ -282,10 +284,117 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
     return figures
 
 
-def _outside(server: RedisServer, sim_pid: int, node_pid: int) -> dict[str, Any]:
+def worker_dirs(point_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """Where each node process writes: the point's folder, or one per process."""
+    if args.processes == 1:
+        return [point_dir]
+    return [point_dir / f"w{i}" for i in range(args.processes)]
+
+
+def start_workers(count: int, args: argparse.Namespace, profile: Path, point_dir: Path,
+                  out: Any, log: Any) -> list[subprocess.Popen[Any]]:
+    """The node process, or ``--processes`` of them, each a member of the Redis fleet
+    (node ids ``bench-node-<i>``) that waits for the driver's go to measure."""
+    k = args.processes
+    nodes = []
+    for i, folder in enumerate(worker_dirs(point_dir, args)):
+        command = [sys.executable, str(WORKER), str(profile), "--out", str(folder),
+                   "--settle", str(args.settle), "--measure", str(args.measure),
+                   "--timeout", str(args.timeout)]
+        if k == 1:
+            command += ["--symbols", str(count)]
+        else:
+            # its own node id (the worker's profile is not read with environment overrides)
+            own = folder / "profile.toml"
+            folder.mkdir(parents=True, exist_ok=True)
+            own.write_text(profile.read_text(encoding="utf-8").replace(
+                'id = "bench-node"', f'id = "bench-node-{i}"'), encoding="utf-8")
+            command[2] = str(own)
+            # bounded-load HRW leaves each member floor or ceil of count / k
+            command += ["--symbols", str(count // k), "--most", str(-(-count // k)),
+                        "--go", str(point_dir / "go")]
+        nodes.append(subprocess.Popen(command, stdout=out, stderr=log))
+    return nodes
+
+
+def wait_for_window(point_dir: Path, nodes: list[subprocess.Popen[Any]],
+                    args: argparse.Namespace, timeout_s: float) -> bool:
+    """Until every node process has opened its measuring window (False: one never did).
+
+    Several processes: once all have synced their share, the driver waits ``--settle``
+    and creates the go file, so that every process measures the same seconds."""
+    folders = worker_dirs(point_dir, args)
+    if args.processes > 1:
+        deadline = time.monotonic() + timeout_s
+        if not all(wait_for_file(f / "synced.json", n, deadline - time.monotonic())
+                   for f, n in zip(folders, nodes, strict=True)):
+            return False
+        time.sleep(args.settle)
+        (point_dir / "go").touch()
+        timeout_s = 30.0
+    return all(wait_for_file(f / "window_start.json", n, timeout_s)
+               for f, n in zip(folders, nodes, strict=True))
+
+
+def worker_figures(point_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The node's figures, or the processes' merged (see :func:`merge_workers`)."""
+    found = []
+    for folder in worker_dirs(point_dir, args):
+        path = folder / "node.json"
+        log = point_dir / "node.log"
+        found.append(json.loads(path.read_text()) if path.exists() else {
+            "measured": False, "error": log.read_text()[-2000:] if log.exists() else ""})
+    return found[0] if len(found) == 1 else merge_workers(found)
+
+
+def merge_workers(workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several node processes as one node: cycle percentiles over every process's
+    cycles; skipped ticks, CPU, RSS and reports summed; ages the worst process's p95
+    (the per-report ages stay in each process)."""
+    if not all(w.get("measured") for w in workers):
+        unmeasured = [w for w in workers if not w.get("measured")]
+        return {"measured": False, "symbols_synced": sum(w.get("symbols_synced", 0)
+                                                          for w in unmeasured),
+                "sync_s": max(w.get("sync_s", 0) for w in workers), "workers": workers}
+    fast_ms = [ms for w in workers for ms in w["fast_ms_series"]]
+    reports = sum(w["reports_in_window"] for w in workers)
+
+    def total(key: str) -> float:
+        return sum(w[key] for w in workers)
+
+    def worst(key: str) -> float | None:
+        values = [w[key] for w in workers if w[key] is not None]
+        return max(values) if values else None
+
+    return {
+        "measured": True, "sync_s": worst("sync_s"), "window_s": worst("window_s"),
+        "fast_p50_ms": percentile(fast_ms, 0.50), "fast_p99_ms": percentile(fast_ms, 0.99),
+        "fast_max_ms": max(fast_ms) if fast_ms else None,
+        "fast_skipped_ticks": total("fast_skipped_ticks"),
+        "slow_skipped_ticks": total("slow_skipped_ticks"),
+        "data_age_p95_ms": worst("data_age_p95_ms"),
+        "added_data_age_p95_ms": worst("added_data_age_p95_ms"),
+        "freshest_symbol_age_p95_ms": worst("freshest_symbol_age_p95_ms"),
+        "cpu_cores": total("cpu_cores"), "peak_rss_mib": total("peak_rss_mib"),
+        "reports_per_s": total("reports_per_s"),
+        "report_bytes_mean": sum(w["report_bytes_mean"] * w["reports_in_window"]
+                                 for w in workers) / reports if reports else None,
+        "ok_share": sum(w["ok_share"] * w["reports_in_window"] for w in workers) / reports
+        if reports else None,
+        "gc_collections": [sum(w["gc_collections"][g] for w in workers) for g in range(3)],
+        "gc_max_ms": worst("gc_max_ms"),
+        "fast_ms_series": fast_ms,
+        "workers": [{k: v for k, v in w.items() if k not in ("fast_ms_series", "gc_pauses_ms")}
+                    for w in workers],
+    }
+
+
+def _outside(server: RedisServer, sim_pid: int, node_pids: list[int]) -> dict[str, Any]:
+    cpu = [cpu_seconds(pid) for pid in node_pids]
     return {"t": time.monotonic(), "redis": redis_info(server),
             "redis_cpu": cpu_seconds(server.pid) if server.pid else None,
-            "sim_cpu": cpu_seconds(sim_pid), "node_cpu": cpu_seconds(node_pid)}
+            "sim_cpu": cpu_seconds(sim_pid),
+            "node_cpu": None if None in cpu else sum(cpu)}
 
 
 def _pyspy(pid: int, seconds: float, point_dir: Path) -> Path | None:
@@ -378,6 +487,15 @@ def pyspy_table(point: dict[str, Any]) -> str:
     return markdown_table(["function (module)", "self %", "total %"], rows)
 
 
+def _processes_words(processes: int) -> str:
+    if processes == 1:
+        return "one node process"
+    return (f"one node as {processes} processes (each a member of the Redis fleet holding "
+            f"its share of the symbols, as `marketcore run --processes {processes}` runs "
+            f"them; cycle percentiles over every process's cycles, ages the worst "
+            f"process's p95, CPU and RSS summed)")
+
+
 def calculator_words(which: str) -> str:
     if which == "installed":
         return "every installed calculator in its default cycle"
@@ -400,8 +518,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calculators", choices=("spec", "installed"), default="spec",
                         help="spec: SPEC §4's pipelines (default); installed: every installed "
                              "calculator in its default cycle")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="node processes sharing the symbols through the Redis "
+                             "coordinator, as `marketcore run --processes N` runs them")
+    parser.add_argument("--name", help="results file name (default: node, or "
+                                       "node-<N>proc with --processes N)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    name = args.name or ("node" if args.processes == 1 else f"node-{args.processes}proc")
     if not RECORDING.is_file():
         print(f"{RECORDING} is missing", file=sys.stderr)
         return 1
@@ -418,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)
     info = machine()
     payload = {"benchmark": "node", "machine": info, "recording": RECORDING.name,
-               "parameters": {"symbols": args.symbols, "settle_s": args.settle,
+               "parameters": {"symbols": args.symbols, "processes": args.processes,
+                              "settle_s": args.settle,
                               "measure_s": args.measure, "fast_period_ms": 250,
                               "slow_period_ms": 2000, "snapshot_limit": 100,
                               "calculators": (SPEC_CALCULATORS if args.calculators == "spec"
@@ -427,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Node capacity", "",
         f"{machine_line(info)} The node, the simulator and Redis share these cores.", "",
-        f"Each row: one node process, the Binance simulator cloning `{RECORDING.name}` into "
+        f"Each row: {_processes_words(args.processes)}, the Binance simulator cloning "
+        f"`{RECORDING.name}` into "
         f"that many symbols at the recorded rate, a real Redis; fenced Redis sink, Redis "
         f"coordinator, {calculator_words(args.calculators)} (fast 250 ms, slow "
         f"2000 ms). Measured over {args.measure:.0f} s once every symbol's book had synced (plus "
@@ -450,9 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                   "", "and by function (self = in the function itself, total = with what "
                   "it calls):", "", pyspy_table(point)]
     markdown = "\n".join(lines)
-    write_results(args.out, "node", payload, markdown)
+    write_results(args.out, name, payload, markdown)
     print(markdown)
-    print(f"\n{time.perf_counter() - started:.0f} s; wrote {args.out}/node.json and node.md")
+    print(f"\n{time.perf_counter() - started:.0f} s; wrote {args.out}/{name}.json and {name}.md")
     return 0
 
 
