@@ -117,7 +117,16 @@ def test_the_command_line_refuses_a_split_it_cannot_make(tmp_path):
     assert "127.0.0.1:65535 + 1 is past port 65535" in result.stderr
     zero = subprocess.run([*MARKETCORE, "run", "--processes", "0"],
                           capture_output=True, text=True, timeout=60, env=_clean_env())
-    assert zero.returncode == 2 and "expected a whole number ≥ 1" in zero.stderr
+    assert zero.returncode == 2 and "expected a whole number ≥ 1 or 'auto'" in zero.stderr
+    cores = len(os.sched_getaffinity(0))
+    auto = subprocess.run([*MARKETCORE, "run", str(profile), "--processes", "auto",
+                           "--duration", "1"],
+                          capture_output=True, text=True, timeout=60, env=_clean_env())
+    if cores > 1:  # one symbol cannot be dealt out to every core
+        assert auto.returncode == 2
+        assert f"--processes {cores} with the local coordinator" in auto.stderr
+    else:  # one core: one process, the node runs as usual
+        assert auto.returncode == 0, auto.stderr
 
 
 # ----------------------------------------------------------------- real processes

@@ -217,10 +217,14 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def _count(value: str) -> int:
-    """A whole number ≥ 1 (``--processes``)."""
+def _processes(value: str) -> int:
+    """``--processes``: a whole number ≥ 1, or ``auto``: the cores this process may use."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
     if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, found {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number ≥ 1 or 'auto', found {value!r}")
     return int(value)
 
 
@@ -253,8 +257,9 @@ def build_parser(pm: PluginManager) -> tuple[argparse.ArgumentParser, CommandReg
     run.add_argument("profile", nargs="?", help="profile TOML (omit for the embedded default)")
     run.add_argument("--duration", type=_seconds, help="stop by itself after this many seconds")
     run.add_argument("--json", action="store_true", help="stdout prints JSON lines, not a table")
-    run.add_argument("--processes", type=_count, default=1, metavar="N",
-                     help="run the node as N processes, one per core (docs/operations.md)")
+    run.add_argument("--processes", type=_processes, default=1, metavar="N",
+                     help="run the node as N processes, one per core; 'auto': one per "
+                          "usable core (docs/operations.md)")
     _add_log_flags(run, default=argparse.SUPPRESS)
     run.set_defaults(handler=cmd_run)
 
