@@ -47,7 +47,7 @@ from operator import mul
 
 import numpy as np
 
-__all__ = ["MAX_TRACKED_BANDS", "Book"]
+__all__ = ["MAX_TRACKED_BANDS", "Book", "SideLevels"]
 
 MAX_TRACKED_BANDS = 4
 """The apply loop keeps the running band sums in local variables, one per tracked band."""
@@ -63,6 +63,13 @@ _INF = math.inf
 
 _ROUND = 1.5 * 2.0**52
 """Adding and subtracting it rounds a float below 2**51 to an integer (ties to even)."""
+
+_FIRST_READ = 64
+"""Levels :meth:`Book.levels_within` reads first via :meth:`Book.top`, at least."""
+
+_WHOLE_SIDE_SHARE = 0.3
+"""Past this share of a side, :meth:`Book.side_arrays` (numpy, about 0.08 µs a level of
+the whole side) beats :meth:`Book.top` (sorting its buckets, about 0.3 µs a level read)."""
 
 
 class _Side:
@@ -93,6 +100,60 @@ class _Side:
         self.edges = (unanchored_edge,) * MAX_TRACKED_BANDS
         self.band_qty = (0.0,) * MAX_TRACKED_BANDS
         self.band_notional = (0.0,) * MAX_TRACKED_BANDS
+
+
+class SideLevels:
+    """One side's levels within an edge price, best first, as :meth:`Book.levels_within`
+    read them: a list of ``(price, qty)`` tuples from :meth:`Book.top`, or a pair of
+    numpy arrays from :meth:`Book.side_arrays` (``whole_side``).
+
+    Each form converts to the other on request, at a cost (about 35 µs for 500 levels),
+    so a reader that can work on either asks :attr:`whole_side` which one it holds.
+    """
+
+    __slots__ = ("_levels", "_prices", "_qtys", "complete", "whole_side")
+
+    def __init__(self, levels: list[tuple[float, float]] | None, prices: np.ndarray | None,
+                 qtys: np.ndarray | None, complete: bool) -> None:
+        self._levels = levels
+        self._prices = prices
+        self._qtys = qtys
+        self.whole_side = levels is None
+        """Whether the levels were read as arrays from :meth:`Book.side_arrays` (else as
+        a list from :meth:`Book.top`)."""
+        self.complete = complete
+        """``False`` when ``max_levels`` stopped the read before the edge: the side holds
+        more levels within the edge than these."""
+
+    def __len__(self) -> int:
+        return len(self._levels) if self._levels is not None else len(self._prices)
+
+    def __repr__(self) -> str:
+        return (f"SideLevels({len(self)} levels, complete={self.complete}, "
+                f"whole_side={self.whole_side})")
+
+    def levels(self) -> list[tuple[float, float]]:
+        """The levels as ``(price, qty)`` tuples of Python floats, best first.
+
+        Read via :meth:`Book.top`: this result's own list, not a copy (``top`` answers a
+        fresh list, so it is the caller's to keep or trim). Read as arrays: a new list.
+        """
+        if self._levels is not None:
+            return self._levels
+        return list(zip(self._prices.tolist(), self._qtys.tolist(), strict=True))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(prices, qtys)`` as float64 arrays, best first.
+
+        Read as arrays: read-only views of :meth:`Book.side_arrays`, which keep the whole
+        cached side alive (copy them to keep them past the book's next change). Read via
+        :meth:`Book.top`: new arrays.
+        """
+        if self._levels is None:
+            return self._prices, self._qtys
+        levels = self._levels
+        flat = np.fromiter(chain.from_iterable(levels), np.float64, 2 * len(levels))
+        return flat[0::2], flat[1::2]
 
 
 class Book:
@@ -312,6 +373,70 @@ class Book:
         book_side.arrays = (prices, qtys)
         return book_side.arrays
 
+    def levels_within(self, side: str, edge: float, max_levels: int, *, expect: int = 0,
+                      whole_side: bool | None = None) -> SideLevels:
+        """The levels of ``side`` priced at ``edge`` or better (bids ``>= edge``, asks
+        ``<= edge``), best first, at most ``max_levels``.
+
+        Levels within ``bps`` of the mid: ``edge = mid * (1 - bps / 1e4)`` for bids,
+        ``mid * (1 + bps / 1e4)`` for asks. ``edge`` must not be NaN.
+
+        How it reads the side, by ``whole_side``:
+
+        * ``False``: :meth:`top`, as few levels as needed: the best ``expect`` first (at
+          least 64), twice as many again while the last one read is still within the
+          edge, up to ``max_levels + 1`` (the one past the cap tells whether the cap cut
+          the side short; a read that reaches the cap takes it too). The cheaper reader
+          when nobody else reads the whole side: it sorts only the buckets it reaches.
+          ``expect``: what the previous read of the same distance needed, plus a
+          margin, so that the first read suffices.
+        * ``True``: :meth:`side_arrays`, cached until the side changes: free when
+          another reader already built it.
+        * ``None`` (default): like ``False`` until a read would take more than 30 % of
+          the side, then like ``True``, which costs less per level.
+
+        Every way answers the same levels (in one form or the other, see
+        :class:`SideLevels`). Bounded by the side's size.
+        """
+        if edge != edge:
+            raise ValueError("edge must be a price, got NaN")
+        if max_levels < 0:
+            raise ValueError(f"max_levels must be >= 0, got {max_levels}")
+        book_side = self._side(side)
+        is_bid = book_side is self._bids
+        if whole_side is not True:  # (True: straight to the whole side's arrays)
+            count = book_side.count
+            top_up_to = count * _WHOLE_SIDE_SHARE if whole_side is None else _INF
+            # one past the cap: whether it is inside tells if the cap cut the edge short
+            wanted = min(count, max_levels + 1)
+            n = max(_FIRST_READ, expect)
+            # A read of the cap takes the one past it at once: a second top() of one more
+            # level than its cache holds would sort the buckets again.
+            n = wanted if n >= max_levels else min(wanted, n)
+            while n <= top_up_to:
+                levels = self.top(side, n)
+                if n >= wanted or ((levels[-1][0] < edge) if is_bid
+                                   else (levels[-1][0] > edge)):
+                    if is_bid:
+                        inside = bisect_right(levels, -edge, key=_neg_price)
+                    else:
+                        inside = bisect_right(levels, edge, key=_price)
+                    # no unread level is inside: the last one read is beyond, or none is left
+                    read = len(levels)
+                    covered = inside < read or read == count
+                    kept = min(inside, max_levels)
+                    if kept < read:
+                        del levels[kept:]  # a fresh list: ours to trim
+                    return SideLevels(levels, None, None, covered and inside <= max_levels)
+                n = wanted if 2 * n >= max_levels else min(wanted, 2 * n)
+        prices, qtys = self.side_arrays(side)
+        if is_bid:  # descending: count the prices below the edge in the ascending view
+            inside = len(prices) - int(np.searchsorted(prices[::-1], edge, side="left"))
+        else:
+            inside = int(np.searchsorted(prices, edge, side="right"))
+        kept = min(inside, max_levels)
+        return SideLevels(None, prices[:kept], qtys[:kept], inside <= max_levels)
+
     def has_side_arrays(self, side: str) -> bool:
         """Whether :meth:`side_arrays` of ``side`` is built and cached, i.e. free to ask
         for until the side changes (a reader choosing between it and :meth:`top`)."""
@@ -346,6 +471,14 @@ class Book:
         _move_edges(self._bids, bid_edges, self._inv, is_bid=True)
         _move_edges(self._asks, ask_edges, self._inv, is_bid=False)
         self._anchor_mid = mid
+
+
+def _price(level: tuple[float, float]) -> float:
+    return level[0]
+
+
+def _neg_price(level: tuple[float, float]) -> float:
+    return -level[0]
 
 
 def _nested_total(segments: tuple[float, ...], j: int) -> float:

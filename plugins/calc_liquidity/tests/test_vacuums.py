@@ -185,7 +185,7 @@ def dense_vacuums(state, options):
         levels = levels_within(state.book, side, mid,
                                options.max_distance_bps + 2 * cell / mid * 1e4,
                                options.max_levels)
-        prices, qtys = levels.prices, levels.qtys
+        prices, qtys = levels.arrays()
         if not len(prices):
             columns.append(tuple(np.empty(0, dtype=t) for t in (int, float, float, float, int,
                                                                  float, bool)))

@@ -10,10 +10,12 @@ readers is cheaper depends on who else read the book since it last changed:
   BTCUSDT) but is cached until the side changes, and the slow cycle's liquidity
   calculators (walls, vacuums) read it anyway: there it is free, or paid once for all.
 
-So a :class:`Band` keeps the levels in the form they were read in, a list of
-``(price, qty)`` tuples or a pair of numpy arrays. Converting one into the other costs
-about as much as a whole comparison (~35 µs for 500 levels), and a comparison only
-needs the few levels at or above the wall threshold, and the previous size of each.
+:meth:`Book.levels_within` reads the band with the reader the scan picks
+(``whole_side``) and answers it in the form it was read in, a list of ``(price, qty)``
+tuples or a pair of numpy arrays (:class:`marketcore.book.SideLevels`); a :class:`Band`
+keeps that form. Converting one into the other costs about as much as a whole
+comparison (~35 µs for 500 levels), and a comparison only needs the few levels at or
+above the wall threshold, and the previous size of each.
 """
 
 from __future__ import annotations
@@ -95,44 +97,20 @@ def read_band(book: Book, side: str, mid: float, reach: float, cap: int, expect:
     """The levels of ``side`` priced within ``reach`` (a fraction) of ``mid``, best first,
     at most ``cap``; and how many levels the next read should take (``expect`` next time).
 
-    ``whole_side``: read it from :meth:`Book.side_arrays` (see the module docstring);
-    else from :meth:`Book.top`, as few levels as the band needs: ``expect`` first, twice
-    as many while the last one read is still within reach (up to ``cap``). Either way
-    the band is the same: the best ``min(levels within reach, max(cap, expect))`` levels
-    (a first read of :data:`MIN_READ` may exceed a smaller ``cap``).
+    :meth:`Book.levels_within` with ``whole_side`` (see the module docstring): from
+    :meth:`Book.side_arrays`, or from :meth:`Book.top`, as few levels as the band needs,
+    ``expect`` first. Either way the band is the same: the best
+    ``min(levels within reach, max(cap, expect))`` levels (a first read of
+    :data:`MIN_READ` may exceed a smaller ``cap``).
     """
     is_bid = side == "bid"
-    if whole_side:
-        prices, qtys = book.side_arrays(side)
-        if is_bid:  # descending: count the prices >= the edge from the ascending view
-            inside = len(prices) - int(np.searchsorted(prices[::-1], mid * (1 - reach), "left"))
-        else:
-            inside = int(np.searchsorted(prices, mid * (1 + reach), "right"))
-        inside = min(inside, max(cap, expect))
+    edge = mid * (1 - reach) if is_bid else mid * (1 + reach)
+    levels = book.levels_within(side, edge, max(cap, expect), expect=expect,
+                                whole_side=whole_side)
+    if levels.whole_side:
+        prices, qtys = levels.arrays()
         # Copies: a view would keep the whole cached side alive until the next scan.
-        band = Band(is_bid, prices=prices[:inside].copy(), qtys=qtys[:inside].copy())
-        return band, min(cap, max(MIN_READ, 2 * inside))
-    n = expect
-    while True:
-        levels = book.top(side, n)
-        if len(levels) < n or n >= cap:
-            break
-        last = levels[-1][0]
-        if (last < mid * (1 - reach)) if is_bid else (last > mid * (1 + reach)):
-            break
-        n = min(2 * n, cap)
-    if is_bid:
-        inside = bisect.bisect_right(levels, -mid * (1 - reach), key=_neg_price)
+        band = Band(is_bid, prices=prices.copy(), qtys=qtys.copy())
     else:
-        inside = bisect.bisect_right(levels, mid * (1 + reach), key=_price)
-    if inside < len(levels):
-        del levels[inside:]  # Book.top answers a fresh list: ours to trim
-    return Band(is_bid, levels=levels), min(cap, max(MIN_READ, 2 * inside))
-
-
-def _price(level: tuple[float, float]) -> float:
-    return level[0]
-
-
-def _neg_price(level: tuple[float, float]) -> float:
-    return -level[0]
+        band = Band(is_bid, levels=levels.levels())  # a fresh list, ours to keep
+    return band, min(cap, max(MIN_READ, 2 * len(band)))

@@ -1,91 +1,47 @@
 """Reading the book for the slow-cycle scans: bounded level windows, tick, percentiles.
 
 Walls and vacuums look at the levels near the mid. :func:`levels_within` asks the
-book for its best levels (:meth:`marketcore.book.Book.top`, which sorts only the
-buckets it reaches), as many as the previous cycle needed plus a margin, doubling
-until the distance is covered or the level cap is reached, so the work follows the
-levels near the mid; when that would be a large share of the side, it takes the
-whole side as sorted numpy arrays (:meth:`marketcore.book.Book.side_arrays`), which is
-cheaper per level. Either way it is bounded by the side's size, in the slow cycle.
+book for them (:meth:`marketcore.book.Book.levels_within`): its best levels, as many
+as the previous cycle needed plus a margin (:func:`expect_next`), doubling until the
+distance is covered or the level cap is reached, so the work follows the levels near
+the mid; or, when that would be a large share of the side, the whole side as sorted
+numpy arrays, which is cheaper per level. Either way it is bounded by the side's size,
+in the slow cycle.
 """
 
 from __future__ import annotations
 
 import math
 from decimal import Decimal
-from itertools import chain
 
-import attrs
 import numpy as np
 from marketcore import Book, Omitted, SymbolState
+from marketcore.book import SideLevels
 
 __all__ = [
-    "SideLevels", "decimals_of", "expect_next", "grid_tick", "infer_tick", "levels_within",
-    "size_percentile",
+    "decimals_of", "expect_next", "grid_tick", "infer_tick", "levels_within", "size_percentile",
     "size_reference",
 ]
 
-_FIRST_FETCH = 64
-_WHOLE_SIDE_SHARE = 0.3
-"""Past this share of a side, :meth:`Book.side_arrays` (numpy, about 0.08 µs a level of
-the whole side) beats :meth:`Book.top` (sorting its buckets, about 0.3 µs a level read)."""
 _TICK_SAMPLE = 64
 """Levels per side whose price gaps reveal the tick when the venue did not give it."""
 
 
-@attrs.frozen(slots=True)
-class SideLevels:
-    """The levels of one side within a distance of the mid, best first."""
-
-    prices: np.ndarray
-    qtys: np.ndarray
-    complete: bool
-    """``False`` when the level cap stopped the read before the distance was covered:
-    the side may hold more levels within the distance than these."""
-    needed: int
-    """How many levels a read needs to cover the distance (these, and the first beyond):
-    the base of the next read's ``expect``."""
-
-
 def levels_within(book: Book, side: str, mid: float, bps: float, max_levels: int, *,
                   expect: int = 0) -> SideLevels:
-    """Levels of ``side`` priced within ``bps`` of ``mid``, best first (at most ``max_levels``).
-
-    Reads the best ``expect`` levels (at least :data:`_FIRST_FETCH`), and twice as many
-    again until the last one read lies beyond the distance or the cap is reached. With
-    ``expect`` taken from the previous cycle the first read usually suffices. Once a
-    read would take more than :data:`_WHOLE_SIDE_SHARE` of the side, the whole side is
-    taken as sorted arrays instead, which costs less per level.
-    """
-    is_bid = side == "bid"
-    edge = mid * (1 - bps / 1e4) if is_bid else mid * (1 + bps / 1e4)
-    count = book.bid_count if is_bid else book.ask_count
-    # one level past the cap: whether it is inside tells if the cap cut the distance short
-    wanted = min(count, max_levels + 1)
-    n = min(wanted, max(_FIRST_FETCH, expect))
-    while True:
-        if n > count * _WHOLE_SIDE_SHARE:
-            prices, qtys = book.side_arrays(side)
-            break
-        levels = book.top(side, n)
-        if n >= wanted or ((levels[-1][0] < edge) if is_bid else (levels[-1][0] > edge)):
-            prices, qtys = _columns(levels)
-            break
-        n = min(wanted, 2 * n)
-    inside = int(np.searchsorted(-prices, -edge, side="right") if is_bid
-                 else np.searchsorted(prices, edge, side="right"))
-    covered = inside < len(prices) or len(prices) == count  # no unread level is inside
-    kept = min(inside, max_levels)
-    return SideLevels(prices[:kept], qtys[:kept], covered and inside <= max_levels, kept + 1)
+    """Levels of ``side`` priced within ``bps`` of ``mid``, best first (at most
+    ``max_levels``): :meth:`Book.levels_within` at the edge ``bps`` from ``mid``, reading
+    the best ``expect`` levels first (from :func:`expect_next` of the previous cycle's
+    read, so that the first read usually suffices)."""
+    edge = mid * (1 - bps / 1e4) if side == "bid" else mid * (1 + bps / 1e4)
+    return book.levels_within(side, edge, max_levels, expect=expect)
 
 
-def _columns(levels: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    flat = np.fromiter(chain.from_iterable(levels), np.float64, 2 * len(levels))
-    return flat[0::2], flat[1::2]
-
-
-def expect_next(needed: int) -> int:
-    """Levels to read next cycle, from what this one needed: a margin for a moving book."""
+def expect_next(levels: SideLevels) -> int:
+    """Levels to read next cycle after this cycle's ``levels``: what this read needed to
+    cover the distance (these levels, and the first beyond), plus a margin for a moving
+    book."""
+    needed = len(levels) + 1
     return needed + needed // 4 + 16
 
 

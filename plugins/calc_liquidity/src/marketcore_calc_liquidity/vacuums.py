@@ -215,14 +215,15 @@ class VacuumsCalculator:
         expect = state.scratch(self.name)
         levels = levels_within(state.book, side, mid, reach, options.max_levels,
                                expect=expect.get(side, 0))
-        expect[side] = expect_next(levels.needed)
-        if not len(levels.prices):
+        expect[side] = expect_next(levels)
+        if not len(levels):
             return _SideRuns.empty(side)
+        prices, qtys = levels.arrays()
         is_bid = side == "bid"
-        touch = float(levels.prices[0])
+        touch = float(prices[0])
         edge = mid * (1 - options.max_distance_bps / 1e4) if is_bid else \
             mid * (1 + options.max_distance_bps / 1e4)
-        index = np.floor(np.abs(touch - levels.prices) / cell + _NUDGE).astype(np.int64)
+        index = np.floor(np.abs(touch - prices) / cell + _NUDGE).astype(np.int64)
         span = math.floor(abs(touch - edge) / cell + _NUDGE) + 1
         if not levels.complete:  # beyond the last level read the book is unknown, and so
             # is the rest of that level's cell when a cell spans several ticks
@@ -230,7 +231,7 @@ class VacuumsCalculator:
         if is_bid:  # every cell priced above zero
             span = min(span, max(1, math.ceil(touch / cell - _NUDGE)))
         span = min(span, options.max_cells)
-        cells = SparseCells.of(index, levels.qtys, span) if below > 0 else None
+        cells = SparseCells.of(index, qtys, span) if below > 0 else None
         if cells is not None:
             if not cells.finite():
                 return None
@@ -238,7 +239,7 @@ class VacuumsCalculator:
             held: SparseCells | np.ndarray = cells
         else:  # the dense grid: odd books (non-finite prices, a non-positive threshold)
             inside = index < span
-            dense = np.bincount(index[inside], weights=levels.qtys[inside], minlength=span)
+            dense = np.bincount(index[inside], weights=qtys[inside], minlength=span)
             if not np.isfinite(dense).all():
                 return None
             starts, ends = thin_runs(dense, below, options.min_levels)

@@ -56,10 +56,11 @@ class WallsCalculator:
         for side in ("bid", "ask"):
             levels = levels_within(state.book, side, mid, options.max_distance_bps,
                                    options.max_levels, expect=expect.get(side, 0))
-            expect[side] = expect_next(levels.needed)
-            big = levels.qtys >= threshold
-            prices.append(levels.prices[big])
-            qtys.append(levels.qtys[big])
+            expect[side] = expect_next(levels)
+            side_prices, side_qtys = levels.arrays()
+            big = side_qtys >= threshold
+            prices.append(side_prices[big])
+            qtys.append(side_qtys[big])
             sides.append(np.full(int(big.sum()), side == "ask"))
         price = np.concatenate(prices)
         qty = np.concatenate(qtys)
