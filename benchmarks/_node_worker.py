@@ -14,7 +14,8 @@ sees every fast cycle's batch, plus the ``marketcore_startup`` hook for the node
   sharing a fleet (``--most M --go FILE``) waits instead until it has at least ``N``
   synced symbols and owns at most ``M`` (the fleet has rebalanced), writes
   ``DIR/synced.json`` and opens its window once the driver creates ``FILE`` (so that
-  every worker measures the same seconds);
+  every worker measures the same seconds), and runs on after its window until the
+  driver stops it;
 * opens the measuring window: writes ``DIR/window_start.json`` (the driver reads Redis'
   and the simulator's counters when it appears) and notes CPU time and cycle counters;
 * records, for each cycle in the window, every report's exchange event time, the
@@ -177,7 +178,10 @@ class Probe:
         self.window["recent_slow_ms"] = list(self.stats.slow.recent_ms)
         self.phase = "done"
         (self.out / "window_end.json").write_text(json.dumps(end))
-        os.kill(os.getpid(), signal.SIGTERM)  # the node's own clean shutdown
+        if self.go is None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the node's own clean shutdown
+        # one of several: the driver stops every process once all have measured, so
+        # that none leaves the fleet (handing its symbols over) inside another's window
 
     # ---------------------------------------------------------------- figures
 

@@ -250,6 +250,9 @@ def run_point(count: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                               for d, n in zip(worker_dirs(point_dir, args), nodes,
                                               strict=True)):
                 outside["end"] = _outside(server, sim.pid, pids)
+            if args.processes > 1:  # they run on until all have measured: stop them now
+                for n in nodes:
+                    n.send_signal(signal.SIGTERM)
             for n in nodes:
                 n.wait(timeout=args.timeout + 60)
             sim_stats = _get_json(f"http://127.0.0.1:{sim_port}/_sim/stats")
