@@ -35,6 +35,11 @@ def benchmarks(only: set[str], skip: set[str]) -> list[str]:
     return [n for n in names if (not only or n in only) and n not in skip]
 
 
+VARIANTS: dict[str, tuple[list[str], ...]] = {
+    "node": ([], ["--processes", "2", "--symbols", "100,150,200,250"]),
+}
+"""Benchmarks run more than once, with these arguments each time (others: once, none)."""
+
 PLUGIN_RESULTS = REPO_ROOT / "plugins" / "coord_redis" / "benchmarks" / "results"
 
 
@@ -138,12 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = []
     for name in [] if args.summary_only else benchmarks(args.only, args.skip):
-        print(f"=== bench_{name}.py", flush=True)
-        started = time.perf_counter()
-        status = subprocess.call([sys.executable, str(HERE / f"bench_{name}.py")])
-        runs.append({"name": name, "status": status, "wall_s": time.perf_counter() - started})
-        if status != 0:
-            print(f"bench_{name}.py failed with status {status}", file=sys.stderr)
+        for extra in VARIANTS.get(name, ([],)):
+            label = " ".join([f"bench_{name}.py", *extra])
+            print(f"=== {label}", flush=True)
+            started = time.perf_counter()
+            status = subprocess.call([sys.executable, str(HERE / f"bench_{name}.py"), *extra])
+            runs.append({"name": name, "arguments": extra, "status": status,
+                         "wall_s": time.perf_counter() - started})
+            if status != 0:
+                print(f"{label} failed with status {status}", file=sys.stderr)
     info = machine()
     rows = summary_rows()
     markdown = "\n".join([
