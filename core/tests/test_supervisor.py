@@ -253,3 +253,19 @@ def test_children_stop_when_the_supervisor_is_killed(tmp_path):
         for pid in children:
             if not _gone(pid):  # the check failed: leave no orphan behind
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_each_child_appends_to_a_jsonl_file_of_its_own(tmp_path):
+    profile = tmp_path / "p.toml"
+    profile.write_text(profile_text(http=0, metrics=0)
+                       + f'[[sink]]\nuse = "jsonl"\npath = "{tmp_path / "out" / "reports.jsonl"}"\n')
+    result = subprocess.run([*MARKETCORE, "run", str(profile), "--processes", "2",
+                             "--duration", "4"],
+                            capture_output=True, text=True, timeout=90, env=_clean_env())
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "out" / "reports.jsonl").exists()
+    for i, symbols in ((0, {"BTCUSDT", "SOLUSDT", "XRPUSDT"}), (1, {"ETHUSDT", "BNBUSDT"})):
+        lines = (tmp_path / "out" / f"reports-p{i}.jsonl").read_text().splitlines()
+        reports = [json.loads(line) for line in lines]
+        assert {r["symbol"] for r in reports} == symbols
+        assert {r["writer"]["nodeId"].rsplit("-", 1)[1] for r in reports} == {f"p{i}"}

@@ -14,7 +14,9 @@ environment overrides (``MARKETCORE_<SECTION>__<KEY>``, which win over the file)
 * ports: child ``i`` serves metrics and each ``http`` sink on the profile's port + i
   (port 0 stays 0, any free port);
 * ``stdout`` sinks print JSON lines: N live tables in one terminal would overwrite
-  each other (``marketcore top`` shows the whole fleet in one table).
+  each other (``marketcore top`` shows the whole fleet in one table);
+* each ``jsonl`` sink writes a file of its own per child, ``reports-p<i>.jsonl`` for
+  ``reports.jsonl``.
 
 SIGINT and SIGTERM reach every child, which stops cleanly; a second one kills them. On
 Linux a child also gets SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``), so a
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -67,6 +70,13 @@ def _shifted(bind: str, by: int) -> str:
     return f"{host}:{shifted}"
 
 
+def _numbered(path: str, index: int) -> str:
+    """``reports.jsonl`` → ``reports-p<index>.jsonl``: a file of each child's own (two
+    writers rotating one file would lose lines)."""
+    found = Path(path)
+    return str(found.with_name(f"{found.stem}-p{index}{found.suffix}"))
+
+
 def child_environments(profile: Profile, count: int, environ: Mapping[str, str], *,
                        base_id: str | None = None) -> list[dict[str, str]]:
     """The environment of each of ``count`` children: ``environ`` plus the overrides that
@@ -92,6 +102,8 @@ def child_environments(profile: Profile, count: int, environ: Mapping[str, str],
                 env[f"MARKETCORE_SINK__{j}__BIND"] = _shifted(bind, i)
             elif sink.use == "stdout" and count > 1:
                 env[f"MARKETCORE_SINK__{j}__FORMAT"] = "json"
+            elif sink.use == "jsonl" and count > 1 and "path" in sink.options:
+                env[f"MARKETCORE_SINK__{j}__PATH"] = _numbered(str(sink.options["path"]), i)
         envs.append(env)
     return envs
 
