@@ -50,10 +50,10 @@ def test_a_killed_node_is_taken_over_and_the_others_leave_cleanly(redis_server, 
     processes: dict[str, subprocess.Popen] = {}
     try:
         for node_id in NODES:
-            log = (tmp_path / f"{node_id}.log").open("wb")
-            processes[node_id] = subprocess.Popen(
-                [command, "run", str(profile)], stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "MARKETCORE_NODE__ID": node_id})
+            with (tmp_path / f"{node_id}.log").open("wb") as log:  # the child keeps its copy
+                processes[node_id] = subprocess.Popen(
+                    [command, "run", str(profile)], stdout=log, stderr=subprocess.STDOUT,
+                    env={**os.environ, "MARKETCORE_NODE__ID": node_id})
         wait_for(lambda: set(fleet.holders().values()) == set(NODES), 60,
                  "three nodes holding leases", every=0.1)
         wait_for(lambda: all(fleet.writers().values()), 30, "reports of all", every=0.1)
