@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 from marketcore.components import Cycle
-from marketcore.events import BookDelta, BookSnapshot, Side, Trade
+from marketcore.events import BookDelta, BookSnapshot, Side, Trade, VenueStatus
 from marketcore.report import json_schema
 from marketcore.testing import make_state, run_cycle
 from marketcore_calc_anomalies import AnomaliesCalculator, AnomaliesOptions, AnomalyTracker
@@ -28,6 +28,44 @@ T0 = 1_700_000_000_000
 
 
 @cache
+class OperationFeed:
+    """Applies the market operations the property tests draw to a SymbolState.
+
+    ``("delta", bids, asks)``, ``("trades" | "burst", [(price, size, "b" | "s"), …])``,
+    ``("snapshot",)`` (back to :data:`BIDS`/:data:`ASKS`) and ``("status", state)``, all
+    stamped at :attr:`now`, with update and trade ids counted up. Any other operation is
+    a cycle of the test's own: :meth:`apply` leaves it to the caller, who advances
+    :attr:`now`.
+    """
+
+    def __init__(self, state: Any, now: int) -> None:
+        self.state = state
+        self.now = now
+        self.update_id = 1
+        self.trade_id = 0
+
+    def apply(self, op: tuple) -> bool:
+        """Apply a market operation; ``False`` (nothing done) for a cycle operation."""
+        kind, state = op[0], self.state
+        if kind == "delta":
+            self.update_id += 1
+            state.apply(BookDelta(SYMBOL, op[1], op[2], self.update_id, self.update_id,
+                                  self.now))
+        elif kind in ("trades", "burst"):
+            for price, size, side in op[1]:
+                self.trade_id += 1
+                state.apply(Trade(SYMBOL, price, size, Side.BUY if side == "b" else Side.SELL,
+                                  self.trade_id, self.now))
+        elif kind == "snapshot":
+            self.update_id += 1
+            state.apply(BookSnapshot(SYMBOL, BIDS, ASKS, self.update_id, self.now))
+        elif kind == "status":
+            state.apply(VenueStatus(op[1], SYMBOL))
+        else:
+            return False
+        return True
+
+
 def _validator() -> jsonschema.Draft202012Validator:
     jsonschema.Draft202012Validator.check_schema(json_schema())
     return jsonschema.Draft202012Validator(json_schema())

@@ -14,11 +14,11 @@ import math
 from collections import deque
 
 import numpy as np
-from anomaly_scenarios import ASKS, BIDS, SYMBOL, T0
+from anomaly_scenarios import ASKS, BIDS, SYMBOL, T0, OperationFeed
 from hypothesis import given
 from hypothesis import strategies as st
 from marketcore.book import Book
-from marketcore.events import BookDelta, BookSnapshot, Side, Trade, VenueState, VenueStatus
+from marketcore.events import VenueState
 from marketcore.testing import make_state
 from marketcore_calc_anomalies import AnomaliesOptions
 from marketcore_calc_anomalies.band import Band, read_band
@@ -295,24 +295,10 @@ def test_the_observer_sees_what_the_plain_observer_sees(sizes, operations):
     state = make_state(symbol=SYMBOL, bids=BIDS, asks=ASKS, event_ms=T0)
     state.level_history.record(sizes)
     fast, plain = Observer(OPTIONS), ReferenceObserver(OPTIONS)
-    now, update_id, trade_id = T0, 1, 0
+    feed = OperationFeed(state, T0)
     for op in [("look", 0, True), *operations]:
-        kind = op[0]
-        if kind == "delta":
-            update_id += 1
-            state.apply(BookDelta(SYMBOL, op[1], op[2], update_id, update_id, now))
-        elif kind == "trades":
-            for price, size, side in op[1]:
-                trade_id += 1
-                state.apply(Trade(SYMBOL, price, size, Side.BUY if side == "b" else Side.SELL,
-                                  trade_id, now))
-        elif kind == "snapshot":
-            update_id += 1
-            state.apply(BookSnapshot(SYMBOL, BIDS, ASKS, update_id, now))
-        elif kind == "status":
-            state.apply(VenueStatus(op[1], SYMBOL))
-        else:
-            now += op[1]
+        if not feed.apply(op):
+            now = feed.now = feed.now + op[1]
             fast.observe(state, now, whole_side=op[2])
             plain.observe(state, now)
             assert fingerprint(fast) == fingerprint(plain)

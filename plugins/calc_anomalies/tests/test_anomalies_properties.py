@@ -6,11 +6,11 @@ import json
 import math
 
 import numpy as np
-from anomaly_scenarios import ASKS, BIDS, SYMBOL, T0
+from anomaly_scenarios import ASKS, BIDS, SYMBOL, T0, OperationFeed
 from hypothesis import given
 from hypothesis import strategies as st
 from marketcore.components import Cycle
-from marketcore.events import BookDelta, BookSnapshot, Side, Trade, VenueState, VenueStatus
+from marketcore.events import BookDelta, BookSnapshot, Side, Trade, VenueState
 from marketcore.testing import make_state, run_cycle, validate_report
 from marketcore_calc_anomalies import AnomaliesCalculator, AnomaliesOptions, AnomalyTracker
 from marketcore_calc_anomalies.rules import (
@@ -70,26 +70,13 @@ def test_floods_stay_within_the_caps_and_publish_only_finite_figures(sizes, oper
     state = make_state(symbol=SYMBOL, bids=BIDS, asks=ASKS, event_ms=T0)
     state.level_history.record(sizes)
     anomalies, tracker = AnomaliesCalculator(SMALL), AnomalyTracker()
-    now, update_id, trade_id = T0, 1, 0
-    run_cycle([anomalies], state, now_ms=now, cycle=Cycle.SLOW)
+    feed = OperationFeed(state, T0)
+    run_cycle([anomalies], state, now_ms=feed.now, cycle=Cycle.SLOW)
     observer = state.scratch("anomalies")["observer"]
     for op in operations:
         kind = op[0]
-        if kind == "delta":
-            update_id += 1
-            state.apply(BookDelta(SYMBOL, op[1], op[2], update_id, update_id, now))
-        elif kind in ("trades", "burst"):
-            for price, size, side in op[1]:
-                trade_id += 1
-                state.apply(Trade(SYMBOL, price, size, Side.BUY if side == "b" else Side.SELL,
-                                  trade_id, now))
-        elif kind == "snapshot":
-            update_id += 1
-            state.apply(BookSnapshot(SYMBOL, BIDS, ASKS, update_id, now))
-        elif kind == "status":
-            state.apply(VenueStatus(op[1], SYMBOL))
-        else:
-            now += op[1]
+        if not feed.apply(op):
+            now = feed.now = feed.now + op[1]
             calculator, cycle = (tracker, Cycle.FAST) if kind == "fast" else (anomalies, Cycle.SLOW)
             report, omitted = run_cycle([calculator], state, now_ms=now, cycle=cycle)
             assert "non-finite value" not in omitted.values()
