@@ -69,6 +69,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _start_two(profile: Path, *extra: str, stdout: int = subprocess.PIPE,
+               stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """``marketcore run PROFILE --processes 2 EXTRA…`` in a clean environment."""
+    return subprocess.Popen([*MARKETCORE, "run", str(profile), "--processes", "2", *extra],
+                            stdout=stdout, stderr=stderr, env=_clean_env())
+
+
 def _two_children(process: subprocess.Popen[bytes]) -> list[int]:
     """The supervisor's two children, once both run (``AssertionError`` after 30 s)."""
     return _wait(lambda: len(_children(process.pid)) == 2 and _children(process.pid), 30,
@@ -123,9 +130,7 @@ def test_two_processes_serve_every_symbol_once_each_with_its_own_ports(tmp_path)
     http, metrics = free_port(run=2), free_port(run=2)
     profile = tmp_path / "p.toml"
     profile.write_text(profile_text(http=http, metrics=metrics))
-    process = subprocess.Popen(
-        [*MARKETCORE, "run", str(profile), "--processes", "2", "--duration", "12"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_clean_env())
+    process = _start_two(profile, "--duration", "12")
     try:
         # while it runs: each child answers on its own read API and metrics port
         for i, symbol in ((0, "BTCUSDT"), (1, "ETHUSDT")):
@@ -156,9 +161,7 @@ def test_two_processes_serve_every_symbol_once_each_with_its_own_ports(tmp_path)
 def test_sigterm_stops_every_child_and_the_supervisor_exits_zero(tmp_path):
     profile = tmp_path / "p.toml"
     profile.write_text(profile_text(http=0, metrics=0))
-    process = subprocess.Popen([*MARKETCORE, "run", str(profile), "--processes", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=_clean_env())
+    process = _start_two(profile)
     try:
         process.stdout.readline()  # a report: a child is up
         children = _two_children(process)
@@ -190,9 +193,7 @@ def test_a_child_killed_after_startup_is_restarted_while_the_other_runs_on(tmp_p
     http = free_port(run=2)
     profile = tmp_path / "p.toml"
     profile.write_text(profile_text(http=http, metrics=0))
-    process = subprocess.Popen([*MARKETCORE, "run", str(profile), "--processes", "2"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=_clean_env())
+    process = _start_two(profile, stdout=subprocess.DEVNULL)
     try:
         children = _two_children(process)
         _wait(lambda: _get(f"http://127.0.0.1:{http}/get_report?symbol=BTCUSDT"), 30,
@@ -222,9 +223,7 @@ def test_a_child_killed_after_startup_is_restarted_while_the_other_runs_on(tmp_p
 def test_children_stop_when_the_supervisor_is_killed(tmp_path):
     profile = tmp_path / "p.toml"
     profile.write_text(profile_text(http=0, metrics=0))
-    process = subprocess.Popen([*MARKETCORE, "run", str(profile), "--processes", "2"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=_clean_env())
+    process = _start_two(profile, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     children: list[int] = []
     try:
         children = _two_children(process)
