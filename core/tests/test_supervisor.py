@@ -231,6 +231,7 @@ def test_children_stop_when_the_supervisor_is_killed(tmp_path):
         process.wait(timeout=10)
         _wait(lambda: all(_gone(pid) for pid in children), 30,
               "the children to stop after their supervisor was killed")
+        assert len(children) == 2 and all(_gone(pid) for pid in children)
     finally:
         stop_processes(process)
         for pid in children:
